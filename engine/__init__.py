@@ -1,0 +1,6 @@
+"""Runtime backends behind one ``Engine`` interface (installed as ``refsd_trt.engine``)."""
+
+from refsd_trt.engine.base import Engine
+from refsd_trt.engine.torch_backend import TorchEngine
+
+__all__ = ["Engine", "TorchEngine"]
