@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from pathlib import Path
-
 import pytest
 
 # Offline flags before anything imports huggingface_hub, transformers or ultralytics.
@@ -22,8 +20,6 @@ os.environ.update(
     TQDM_DISABLE="1",
 )
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="refsd-trt-yolo-"))
-# The zoo and exports are cached across runs (content-keyed); a run may point elsewhere.
-os.environ.setdefault("REFSD_TRT_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "refsd-trt"))
 
 
 class NetworkAccessError(AssertionError):
