@@ -28,7 +28,10 @@ class Engine(ABC):
         stream: torch.cuda.Stream | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run once. ``feeds`` must be on ``self.device`` with the spec's dtypes; tensors passed in
-        ``outputs`` are written in place (and returned) instead of being allocated."""
+        ``outputs`` are written in place (and returned) instead of being allocated. Other returned
+        tensors may be buffers the engine owns and overwrites on its next run at that shape:
+        clone what must outlive it. On CUDA the work is enqueued on ``stream`` (default: the
+        engine's stream) and ``run`` does not wait for it."""
 
     def __call__(self, **feeds: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.run(feeds)

@@ -44,8 +44,12 @@ class ModelSpec:
     outputs: tuple[TensorSpec, ...]
     axes: Mapping[str, AxisRange]
     # Axes whose value is another axis scaled by an integer (e.g. the latent height is the image
-    # height / 8): name -> (source axis, multiplier numerator, denominator).
+    # height / 8): name -> (source axis, multiplier numerator, denominator). Solved both ways, so a
+    # decoder fed latents knows its image size.
     derived: Mapping[str, tuple[str, int, int]] = field(default_factory=dict)
+    # Output axes that are no linear function of one axis (YOLO's anchor count): name -> function
+    # of the other axis values. Runtimes need them to allocate outputs before running.
+    computed: Mapping[str, Callable[[Mapping[str, int]], int]] = field(default_factory=dict)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -62,11 +66,18 @@ class ModelSpec:
         }
 
     def axis_values(self, **values: int) -> dict[str, int]:
-        """Complete a set of free axis values with the derived ones, checking ranges."""
+        """Complete a set of free axis values with the derived and computed ones, checking ranges."""
         out = dict(values)
         for name, (source, num, den) in self.derived.items():
             if source in out:
                 out.setdefault(name, out[source] * num // den)
+            elif name in out:
+                out[source] = out[name] * den // num
+        for name, formula in self.computed.items():
+            try:
+                out.setdefault(name, formula(out))
+            except KeyError:  # its inputs are not known yet; shapes() names what is missing
+                pass
         for name, value in out.items():
             if name in self.axes and not self.axes[name].min <= value <= self.axes[name].max:
                 r = self.axes[name]
@@ -83,6 +94,18 @@ class ModelSpec:
 
     def output_shapes(self, **values: int) -> dict[str, tuple[int, ...]]:
         return self.shapes(self.outputs, **values)
+
+    def axes_of(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
+        """Axis values read off concrete input shapes, checking fixed sizes and repeated axes agree."""
+        found: dict[str, int] = {}
+        for t in self.inputs:
+            shape = tuple(shapes[t.name])
+            if len(shape) != len(t.shape):
+                raise ValueError(f"{self.name}: input {t.name} has shape {shape}, expected rank {len(t.shape)} {t.shape}")
+            for dim, size in zip(t.shape, shape):
+                if isinstance(dim, int) and dim != size or found.setdefault(dim, size) != size:
+                    raise ValueError(f"{self.name}: input {t.name} has shape {shape}, which does not fit {t.shape}")
+        return {k: v for k, v in found.items() if isinstance(k, str)}
 
     def profile(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """min/opt/max input shapes, the TensorRT optimization profile."""
@@ -243,15 +266,19 @@ def yolo_spec(cfg: Mapping, name: str) -> ModelSpec:
     outputs = [_t("output0", "batch", rows, "anchors")]
     if cfg.get("nm"):
         outputs.append(_t("output1", "batch", cfg["nm"], "proto_height", "proto_width"))
-    # anchors = (H/8 * W/8) + (H/16 * W/16) + (H/32 * W/32) = H*W*21/1024, only a function of H*W:
-    # the spec keeps it symbolic, and runtimes read it from the produced tensor.
     return ModelSpec(
         name=name,
         inputs=(_t("images", "batch", 3, "height", "width"),),
         outputs=tuple(outputs),
         axes={"batch": BATCH, "height": YOLO_IMAGE, "width": YOLO_IMAGE},
         derived={"proto_height": ("height", 1, 4), "proto_width": ("width", 1, 4)},
+        computed={"anchors": yolo_anchors},
     )
+
+
+def yolo_anchors(axes: Mapping[str, int], strides: tuple[int, ...] = (8, 16, 32)) -> int:
+    """One prediction per cell of each detection level's grid (the image size is a multiple of 32)."""
+    return sum((axes["height"] // s) * (axes["width"] // s) for s in strides)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,153 @@
+"""onnxruntime behind the ``Engine`` interface, bound to torch tensors through IOBinding.
+
+Inputs are bound by device pointer (``tensor.data_ptr()``) and outputs are written straight into
+torch tensors, either the caller's or ones allocated at set-up; nothing is converted through
+numpy. One class covers the CPU, CUDA and TensorRT execution providers: they differ only in the
+provider list and in where the bound memory lives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+
+from refsd_trt.engine.base import Engine
+from refsd_trt.engine.dtypes import NUMPY, ORT, float_precision
+from refsd_trt.export.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Short backend names by the execution provider that does the work.
+PROVIDER_NAMES = {
+    "CPUExecutionProvider": "onnxruntime-cpu",
+    "CUDAExecutionProvider": "onnxruntime-cuda",
+    "TensorrtExecutionProvider": "onnxruntime-tensorrt",
+}
+
+
+def default_providers(device: torch.device, accelerator: str = "cuda", stream: torch.cuda.Stream | None = None):
+    """Provider list for a device. On CUDA the session runs on ``stream`` (a torch stream), so its
+    work orders with the caller's kernels instead of going to a private stream."""
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.type != "cuda":
+        raise ValueError(f"onnxruntime engines run on cpu or cuda devices, not {device}")
+    options = {"device_id": device.index or 0}
+    if stream is not None:
+        options["user_compute_stream"] = str(stream.cuda_stream)
+    chosen = {
+        "cuda": [("CUDAExecutionProvider", options)],
+        "tensorrt": [("TensorrtExecutionProvider", {**options, "trt_fp16_enable": False}),
+                     ("CUDAExecutionProvider", options)],
+    }
+    if accelerator not in chosen:
+        raise ValueError(f"accelerator must be one of {sorted(chosen)}, got {accelerator!r}")
+    return [*chosen[accelerator], "CPUExecutionProvider"]
+
+
+class OrtEngine(Engine):
+    """``OrtEngine(spec, "model.onnx", device="cpu")``.
+
+    ``precision`` defaults to what the ONNX file's float inputs are (fp16 exports say float16).
+    Static ONNX files (every input dimension fixed) get their output buffers at construction; for
+    dynamic ones call ``prepare(**axes)`` per shape to allocate ahead, otherwise the first ``run``
+    at a new shape allocates. Returned tensors that the caller did not pass in ``outputs`` are the
+    engine's buffers and are overwritten by the next ``run`` at the same shape.
+    """
+
+    def __init__(self, spec: ModelSpec, onnx_path: str | Path, device: str | torch.device = "cpu",
+                 providers: Sequence | None = None, precision: str | None = None, threads: int | None = None,
+                 stream: torch.cuda.Stream | None = None, session_options: ort.SessionOptions | None = None):
+        self.spec, self.device, self.path = spec, torch.device(device), Path(onnx_path)
+        if self.device.type == "cuda" and stream is None:
+            stream = torch.cuda.current_stream(self.device)
+        self.stream = stream
+        options = session_options or ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = list(providers or default_providers(self.device, stream=stream))
+        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        first = self.session.get_providers()[0]
+        self.backend = PROVIDER_NAMES.get(first, f"onnxruntime-{first}")
+        self._dtypes = self._check_names_and_types()
+        file_precision = float_precision(self._dtypes.values())
+        if precision not in (None, file_precision):
+            raise ValueError(f"{spec.name}: {self.path} holds a {file_precision} model, asked for {precision}")
+        self.precision = file_precision
+        self._device_type, self._device_id = self.device.type, self.device.index or 0
+        self._run_options = ort.RunOptions()
+        if self.device.type == "cuda":
+            # run() only enqueues: completion is ordered on self.stream, not waited for on the host.
+            self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        self._buffers: dict[tuple, dict[str, torch.Tensor]] = {}
+        self._binding = self.session.io_binding()
+        static = self._static_input_shapes()
+        if static is not None:
+            self.prepare_shapes(static)
+
+    def _check_names_and_types(self) -> dict[str, torch.dtype]:
+        declared = {a.name: a for a in (*self.session.get_inputs(), *self.session.get_outputs())}
+        names = {a.name for a in self.session.get_inputs()}, {a.name for a in self.session.get_outputs()}
+        want = set(self.spec.input_names), set(self.spec.output_names)
+        if names[0] != want[0] or not want[1] <= names[1]:
+            raise ValueError(
+                f"{self.path} does not match spec {self.spec.name}: file has inputs {sorted(names[0])} and "
+                f"outputs {sorted(names[1])}, spec wants inputs {sorted(want[0])} and outputs {sorted(want[1])}"
+            )
+        unknown = {n: a.type for n, a in declared.items() if a.type not in ORT}
+        if unknown:
+            raise TypeError(f"{self.path}: unsupported tensor types {unknown}")
+        return {n: ORT[declared[n].type] for n in (*self.spec.input_names, *self.spec.output_names)}
+
+    def _static_input_shapes(self) -> dict[str, tuple[int, ...]] | None:
+        shapes = {a.name: tuple(a.shape) for a in self.session.get_inputs()}
+        if all(isinstance(d, int) for s in shapes.values() for d in s):
+            return shapes
+        return None
+
+    def prepare(self, **axes: int) -> None:
+        """Allocate output buffers for one set of axis values (e.g. ``batch=2, height=1024, width=1024``)."""
+        self.prepare_shapes(self.spec.shapes(**axes))
+
+    def prepare_shapes(self, input_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+        key = tuple(tuple(input_shapes[n]) for n in self.spec.input_names)
+        if key not in self._buffers:
+            axes = self.spec.axis_values(**self.spec.axes_of(input_shapes))
+            self._buffers[key] = {
+                name: torch.empty(shape, dtype=self._dtypes[name], device=self.device)
+                for name, shape in self.spec.output_shapes(**axes).items()
+            }
+        return self._buffers[key]
+
+    def input_dtype(self, name: str) -> torch.dtype:
+        return self._dtypes[name]
+
+    def _bind(self, name: str, tensor: torch.Tensor, output: bool) -> None:
+        bind = self._binding.bind_output if output else self._binding.bind_input
+        bind(name, self._device_type, self._device_id, NUMPY[tensor.dtype], tuple(tensor.shape), tensor.data_ptr())
+
+    def run(self, feeds: Mapping[str, torch.Tensor], outputs: Mapping[str, torch.Tensor] | None = None,
+            stream: torch.cuda.Stream | None = None) -> dict[str, torch.Tensor]:
+        # .contiguous() is a no-op for the usual contiguous feed; a strided view gets one compact copy.
+        inputs = [feeds[name].contiguous() for name in self.spec.input_names]
+        key = tuple(tuple(x.shape) for x in inputs)
+        buffers = self._buffers.get(key) or self.prepare_shapes(dict(zip(self.spec.input_names, key)))
+        results = {**buffers, **(outputs or {})}
+        for name, x in zip(self.spec.input_names, inputs):
+            self._bind(name, x, output=False)
+        for name in self.spec.output_names:
+            self._bind(name, results[name], output=True)
+        if stream is not None and self.stream is not None and stream != self.stream:
+            self.stream.wait_stream(stream)  # inputs written on the caller's stream come first
+        self.session.run_with_iobinding(self._binding, self._run_options)
+        if stream is not None and self.stream is not None and stream != self.stream:
+            stream.wait_stream(self.stream)
+        return {name: results[name] for name in self.spec.output_names}
+
+    def close(self) -> None:
+        self._buffers.clear()
+        self._binding = self.session = None
