@@ -1,0 +1,76 @@
+"""Fail closed: a detected person is never written out un-anonymized, whatever broke.
+
+This is the last line of defence and deliberately shares no code with the stages it guards: it
+runs on host memory with OpenCV and numpy, so a failure in the device kernels, the engines or the
+avatar renderer cannot also disable it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# A person whose mask is still mostly byte-identical to the input was not replaced.
+MAX_UNCHANGED = 0.5
+SOLID = (128, 128, 128)
+
+
+def dilated(mask: np.ndarray, radius: int) -> np.ndarray:
+    """(H, W) bool mask grown by ``radius`` pixels (elliptical structuring element)."""
+    if radius <= 0:
+        return mask.astype(bool)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+
+
+def solid_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = image.copy()
+    out[mask] = SOLID
+    return out
+
+
+def inpaint_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Classical inpainting of ``mask`` (HxWx3 uint8 RGB); a solid fill if OpenCV fails."""
+    try:
+        filled = cv2.inpaint(np.ascontiguousarray(image), mask.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
+        filled[~mask] = image[~mask]
+        return filled
+    except cv2.error as exc:
+        log.warning("classical inpainting failed (%s); using a solid fill", str(exc).splitlines()[0])
+        return solid_fill(image, mask)
+
+
+def unchanged_fraction(original: np.ndarray, output: np.ndarray, mask: np.ndarray) -> float:
+    """Fraction of the mask's pixels whose three channels are identical in both images."""
+    total = int(mask.sum())
+    if total == 0:
+        return 0.0
+    same = np.all(original[mask] == output[mask], axis=-1)
+    return float(same.mean())
+
+
+def fill_people(image: np.ndarray, masks: np.ndarray, radius: int) -> np.ndarray:
+    """The safe fallback for the given people: inpaint the union of their dilated masks."""
+    if len(masks) == 0:
+        return image
+    union = np.zeros(image.shape[:2], dtype=bool)
+    for mask in masks:
+        union |= dilated(mask, radius)
+    return inpaint_fill(image, union)
+
+
+def enforce(original: np.ndarray, output: np.ndarray | None, masks: np.ndarray, radius: int
+            ) -> tuple[np.ndarray, list[int]]:
+    """Check that every person in ``masks`` (n, H, W) was replaced in ``output``; fill those that
+    were not (or everyone, if there is no output or it holds non-finite values). Returns the
+    safe image and the indices of the people that needed the fallback."""
+    if output is None or output.shape != original.shape or output.dtype != np.uint8:
+        return fill_people(original, masks, radius), list(range(len(masks)))
+    bad = [i for i, mask in enumerate(masks) if unchanged_fraction(original, output, mask) > MAX_UNCHANGED]
+    if bad:
+        output = fill_people(output, masks[bad], radius)
+    return output, bad

@@ -1,0 +1,51 @@
+import numpy as np
+
+from refsd_trt import failsafe
+
+
+def _scene():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    masks = np.zeros((2, 64, 80), dtype=bool)
+    masks[0, 10:30, 10:20] = True
+    masks[1, 30:60, 50:70] = True
+    return image, masks
+
+
+def test_unreplaced_person_is_filled_and_reported():
+    image, masks = _scene()
+    output = image.copy()
+    output[masks[0]] = 0  # person 0 replaced, person 1 left as is
+    safe, bad = failsafe.enforce(image, output, masks, radius=2)
+    assert bad == [1]
+    assert failsafe.unchanged_fraction(image, safe, masks[1]) < 0.05
+    assert np.array_equal(safe[masks[0]], output[masks[0]])  # the good replacement is kept
+    far = np.zeros_like(masks[0])
+    far[:5, 40:] = True
+    assert np.array_equal(safe[far], image[far])  # nothing outside the people changes
+
+
+def test_missing_or_malformed_output_fills_everyone():
+    image, masks = _scene()
+    for output in (None, image[:10], image.astype(np.float32)):
+        safe, bad = failsafe.enforce(image, output, masks, radius=2)
+        assert bad == [0, 1]
+        assert all(failsafe.unchanged_fraction(image, safe, m) < 0.05 for m in masks)
+
+
+def test_dilation_grows_the_mask_by_the_radius():
+    mask = np.zeros((21, 21), dtype=bool)
+    mask[10, 10] = True
+    grown = failsafe.dilated(mask, 3)
+    assert grown[10, 7] and grown[10, 13] and grown[7, 10] and not grown[10, 6] and not grown[6, 6]
+
+
+def test_solid_fill_when_inpainting_fails(monkeypatch):
+    image, masks = _scene()
+
+    def broken(*args):
+        raise failsafe.cv2.error("injected")
+
+    monkeypatch.setattr(failsafe.cv2, "inpaint", broken)
+    safe = failsafe.fill_people(image, masks[:1], radius=0)
+    assert np.all(safe[masks[0]] == failsafe.SOLID)
