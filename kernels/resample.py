@@ -42,5 +42,8 @@ def crop_resize(
     gx = axis(boxes[:, 0], boxes[:, 2], out_w, width)  # (N, w)
     gy = axis(boxes[:, 1], boxes[:, 3], out_h, height)  # (N, h)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    sources = images.index_select(0, image_index.to(images.device))
+    if images.shape[0] == 1:  # one image: a stride-0 view instead of N copies of it
+        sources = images.expand(boxes.shape[0], *images.shape[1:])
+    else:
+        sources = images.index_select(0, image_index.to(images.device))
     return F.grid_sample(sources, grid.to(images.dtype), mode=mode, padding_mode=padding, align_corners=False)

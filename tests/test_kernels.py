@@ -79,6 +79,14 @@ def test_crop_resize_integer_box_at_own_size_is_identity():
     assert torch.allclose(crops[0], images[2, :, 2:12, 5:13], atol=1e-6)
 
 
+def test_crop_resize_several_boxes_of_one_image():
+    image = torch.rand(1, 2, 16, 24)
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [10.0, 8.0, 14.0, 12.0]])
+    crops = K.crop_resize(image, boxes, torch.tensor([0, 0]), (4, 4))
+    assert torch.allclose(crops[0], image[0, :, 0:4, 0:4], atol=1e-6)
+    assert torch.allclose(crops[1], image[0, :, 8:12, 10:14], atol=1e-6)
+
+
 def test_crop_resize_padding_outside_the_image():
     images = torch.rand(1, 1, 10, 10) + 1.0  # strictly positive
     box = torch.tensor([[-10.0, 0.0, 10.0, 10.0]])  # left half outside
