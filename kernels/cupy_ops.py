@@ -25,8 +25,13 @@ _MAX_BLOCKS = 65535 * 4  # grid-stride loops cover the rest
 
 
 @functools.cache
+def _module(source: str) -> cupy.RawModule:
+    # CuPy compiles lazily and keeps one loaded copy per device
+    return cupy.RawModule(code=(SOURCES / source).read_text(), options=("--std=c++14",))
+
+
 def _kernel(source: str, name: str) -> cupy.RawKernel:
-    return cupy.RawModule(code=(SOURCES / source).read_text(), options=("--std=c++14",)).get_function(name)
+    return _module(source).get_function(name)
 
 
 @contextlib.contextmanager

@@ -13,9 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
-
 import refsd_trt.kernels as K
+import torch
 from refsd_trt.kernels import convert
 
 CUDA_DIR = Path(K.__file__).parent / "cuda"
