@@ -38,7 +38,7 @@ def _kernel(source: str, name: str) -> cupy.RawKernel:
 def _torch_stream(t: torch.Tensor) -> Iterator[None]:
     with (
         cupy.cuda.Device(t.device.index),
-        cupy.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream),
+        cupy.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream, t.device.index),
     ):
         yield
 
