@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -261,7 +262,8 @@ def text_encoder_spec(cfg: Mapping, name: str = "text_encoder") -> ModelSpec:
 
 
 def yolo_spec(cfg: Mapping, name: str) -> ModelSpec:
-    """``cfg``: nc (classes), nm (mask coefficients, 0 for pose), nk (keypoint values, 0 for seg)."""
+    """``cfg``: nc (classes), nm (mask coefficients, 0 for pose), nk (keypoint values, 0 for seg),
+    strides (of the detection levels, default YOLOv8's 8/16/32)."""
     rows = 4 + cfg["nc"] + cfg.get("nm", 0) + cfg.get("nk", 0)
     outputs = [_t("output0", "batch", rows, "anchors")]
     if cfg.get("nm"):
@@ -272,7 +274,7 @@ def yolo_spec(cfg: Mapping, name: str) -> ModelSpec:
         outputs=tuple(outputs),
         axes={"batch": BATCH, "height": YOLO_IMAGE, "width": YOLO_IMAGE},
         derived={"proto_height": ("height", 1, 4), "proto_width": ("width", 1, 4)},
-        computed={"anchors": yolo_anchors},
+        computed={"anchors": partial(yolo_anchors, strides=tuple(cfg.get("strides", (8, 16, 32))))},
     )
 
 
