@@ -1,0 +1,162 @@
+"""Read one still image into an RGB uint8 tensor, or refuse it with one clear line.
+
+Decisions per kind of input (``InputError.kind`` in brackets):
+
+- missing [missing], unreadable for permissions [permission], a directory or device [not-a-file],
+  zero bytes [empty], not an image Pillow knows [not-an-image]: refused.
+- truncated or corrupt data [corrupt]: refused, never decoded partially; a half-grey image would
+  be anonymized and shipped as if it were the photo. (Refusal relies on Pillow's default
+  ``ImageFile.LOAD_TRUNCATED_IMAGES = False``.)
+- more pixels than ``ReadLimits.max_pixels`` [decompression-bomb]: refused from the header,
+  before any pixel is decoded. Pillow's own bomb check would only warn between its limit and twice
+  it; that warning is silenced in favour of this configurable check. Pillow's hard error (above
+  twice ``PIL.Image.MAX_IMAGE_PIXELS``) still applies: raise that too to go beyond 179 Mpx.
+- a side longer than ``ReadLimits.max_side`` [too-large]: refused from the header.
+- animated or multi-page files (GIF, APNG, WebP, TIFF with more than one frame) [animated]:
+  refused. Taking frame 0 would silently drop every person who is only in later frames; such
+  inputs belong to video mode. MPO files (the JPEGs phones write with a depth map, gain map or
+  preview as extra pictures) are not animations: the primary picture is read and the extra pictures
+  are dropped, with a note.
+- 32-bit integer or float pixels [unsupported]: refused (see ``color``).
+- 16-bit, alpha, CMYK, greyscale, palette, non-sRGB ICC profiles: converted with a note each
+  (rules in ``color``).
+- EXIF orientation: applied (``ImageOps.exif_transpose``), so tensors and outputs are upright;
+  an unreadable EXIF block leaves the stored orientation, with a note.
+
+The input is opened read-only, once: its sha256 is hashed from the same handle the pixels are
+decoded from, so ``LoadedImage.sha256`` describes exactly the bytes that were read.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from refsd_trt.io.color import UnsupportedPixelFormat, flatten_alpha, reduce_16bit, to_srgb
+from refsd_trt.io.errors import InputError, InputErrorKind
+from refsd_trt.io.hashing import sha256_stream
+from refsd_trt.io.input_file import open_input
+
+# What Pillow's decoders raise on bad data (their fuzzing contract), plus the stdlib errors a few
+# plugins let through. MemoryError is deliberately not caught.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, IndexError)
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Refuse images beyond these sizes before decoding them."""
+
+    max_pixels: int = 2 * 89_478_485  # Pillow's decompression-bomb error threshold, about 179 Mpx
+    max_side: int = 32_768  # longest side; the pipeline's tiling and engine profiles stop there
+
+
+@dataclass
+class LoadedImage:
+    """An upright 8-bit sRGB image and what it took to get there."""
+
+    pixels: torch.Tensor  # (3, H, W) uint8, RGB, EXIF orientation applied, CPU
+    path: Path
+    format: str  # Pillow's name for the file's format: JPEG, PNG, WEBP, MPO, ...
+    original_size: tuple[int, int]  # (width, height) as stored in the file, before EXIF orientation
+    sha256: str  # of the file's bytes
+    notes: list[str] = field(default_factory=list)  # one line per conversion applied
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of ``pixels``: the size every output of this image must have."""
+        return int(self.pixels.shape[2]), int(self.pixels.shape[1])
+
+
+def _check_header(path: Path, im: Image.Image, limits: ReadLimits) -> None:
+    width, height = im.size
+    if width * height > limits.max_pixels:
+        raise InputError(
+            path,
+            InputErrorKind.DECOMPRESSION_BOMB,
+            f"possible decompression bomb: header claims {width}x{height} = {width * height / 1e6:.0f} Mpx, "
+            f"above the limit of {limits.max_pixels / 1e6:.0f} Mpx (ReadLimits.max_pixels)",
+        )
+    if max(width, height) > limits.max_side:
+        raise InputError(
+            path,
+            InputErrorKind.TOO_LARGE,
+            f"image too large: {width}x{height} px, a side above the limit of {limits.max_side} px "
+            "(ReadLimits.max_side)",
+        )
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1 and im.format != "MPO":
+        raise InputError(
+            path,
+            InputErrorKind.ANIMATED,
+            f"animated or multi-page {im.format} with {frames} frames: refusing to anonymize only the "
+            "first frame; convert it to a video and use video mode, or split the frames",
+        )
+
+
+def _rawmode(im: Image.Image) -> str:
+    """How the decoder will unpack the file's samples (e.g. ``RGB;16B``): the only place Pillow says
+    that a colour file had 16 bits per sample, since it reduces them to 8 while decoding."""
+    if not im.tile:
+        return ""
+    args = im.tile[0].args
+    first = args[0] if isinstance(args, tuple) and args else args
+    return first if isinstance(first, str) else ""
+
+
+def _upright(im: Image.Image) -> tuple[Image.Image, list[str]]:
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+        upright = ImageOps.exif_transpose(im)
+    except _DECODE_ERRORS as err:
+        return im, [f"EXIF unreadable ({err}): stored orientation kept"]
+    if orientation in (None, 1) or upright is None:
+        return im, []
+    return upright, [f"EXIF orientation {orientation} applied"]
+
+
+def read_image(path: str | Path, limits: ReadLimits = ReadLimits()) -> LoadedImage:
+    """Decode ``path`` to an upright sRGB ``LoadedImage``; raise ``InputError`` if it cannot be."""
+    path = Path(path)
+    with open_input(path) as stream:
+        sha256 = sha256_stream(stream)
+        stream.seek(0)
+        try:
+            with warnings.catch_warnings():
+                # ReadLimits.max_pixels is the limit: Pillow's lower warning threshold would only print.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(stream)
+        except Image.DecompressionBombError as err:
+            raise InputError(path, InputErrorKind.DECOMPRESSION_BOMB, f"possible decompression bomb: {err}") from None
+        except UnidentifiedImageError:
+            raise InputError(path, InputErrorKind.NOT_AN_IMAGE, "not an image (format not recognized)") from None
+        except _DECODE_ERRORS as err:
+            raise InputError(path, InputErrorKind.CORRUPT, f"unreadable image header: {err}") from None
+        with im:
+            _check_header(path, im, limits)
+            notes = [f"MPO with {im.n_frames} pictures: primary picture read, the others dropped"] if im.format == "MPO" else []
+            decoded_rawmode = _rawmode(im)
+            try:
+                im.load()
+            except _DECODE_ERRORS as err:
+                reason = "truncated" if "truncated" in str(err).lower() else "corrupt image data"
+                raise InputError(path, InputErrorKind.CORRUPT, f"{reason}: {err}") from None
+            original_size = im.size
+            file_format = im.format or "unknown"
+            try:
+                rgb, step_notes = reduce_16bit(im, decoded_rawmode)
+                notes += step_notes
+                for step in (_upright, flatten_alpha, to_srgb):
+                    rgb, step_notes = step(rgb)
+                    notes += step_notes
+            except UnsupportedPixelFormat as err:
+                raise InputError(path, InputErrorKind.UNSUPPORTED, str(err)) from None
+            pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    return LoadedImage(pixels, path, file_format, original_size, sha256, notes)
