@@ -1,0 +1,130 @@
+"""``load_engine``: the one entry point the pipeline calls, without knowing about backends.
+
+    unet = load_engine("path/to/sdxl", "unet", backend="auto", device="cuda", precision="float16")
+    out = unet.run({"sample": x, "timestep": t, ...})
+
+The source is a checkpoint reference plus a component name (exported and cached on demand), or
+an artifact folder written by ``refsd-trt export``/``build`` (its manifest names the component).
+``backend="auto"`` uses the winner recorded for this machine, device, precision and shape in the
+artifact's manifest; if none is recorded yet it times every available backend once and records
+the result, so later loads on the same machine decide instantly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+
+from refsd_trt.engine import timing
+from refsd_trt.engine.base import Engine
+from refsd_trt.export import artifacts, sources
+from refsd_trt.export.formats import export
+from refsd_trt.export.validation import validation_axes
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("float32", "float16")
+# The artifact each compiled backend runs, by precision.
+FORMATS = {
+    ("onnxruntime", "float32"): "onnx",
+    ("onnxruntime", "float16"): "onnx-fp16",
+    ("tensorrt", "float32"): "tensorrt",
+    ("tensorrt", "float16"): "tensorrt-fp16",
+}
+
+
+def available_backends(device: torch.device) -> list[str]:
+    found = ["torch"]
+    import onnxruntime as ort
+
+    if device.type == "cpu" or "CUDAExecutionProvider" in ort.get_available_providers():
+        found.append("onnxruntime")
+    if device.type == "cuda":
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            found.append("tensorrt")
+    return found
+
+
+def load_engine(source: str | Path, component: str | None = None, backend: str = "auto",
+                device: str | torch.device = "cpu", precision: str = "float32", *,
+                axes: Mapping[str, int] | None = None, root: Path | None = None,
+                progress: Callable[[str], None] | None = None, **engine_options) -> Engine:
+    """An engine for ``component`` of ``source``. ``axes`` is the shape ``auto`` decides for
+    (default: the profile's smallest); ``engine_options`` go to the backend's constructor
+    (e.g. ``scratch=`` and ``cuda_graph=`` for TensorRT, ``threads=`` for onnxruntime)."""
+    device = torch.device(device)
+    ref, component, precision = resolve_source(Path(source).expanduser(), component, precision)
+    if backend not in (*BACKENDS, "auto"):
+        raise ValueError(f"backend must be one of {', '.join((*BACKENDS, 'auto'))}, got {backend!r}")
+    if backend == "auto":
+        backend = choose_backend(ref, component, device, precision, axes, root=root, progress=progress)
+    return _build(backend, ref, component, device, precision, root, progress, **engine_options)
+
+
+def resolve_source(source: Path, component: str | None, precision: str) -> tuple[Path, str, str]:
+    """An artifact folder stands for its checkpoint, component and precision (checked, not trusted)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if (source / artifacts.MANIFEST).is_file():
+        manifest = artifacts.verify(source).manifest  # a corrupt artifact raises, it is never loaded
+        return Path(manifest["source"]["ref"]), manifest["component"], manifest["precision"]
+    if component is None:
+        raise ValueError(f"{source}: name the component to load (one of {', '.join(sources.COMPONENTS)})")
+    return source, component, precision
+
+
+def _build(backend: str, ref: Path, component: str, device: torch.device, precision: str, root, progress,
+           **engine_options) -> Engine:
+    if backend == "torch":
+        from refsd_trt.engine.torch_backend import TorchEngine
+
+        loaded = sources.load(ref, component)
+        return TorchEngine(loaded.spec, loaded.model, device, precision)
+    artifact = export(ref, component, FORMATS[backend, precision], root=root, progress=progress)
+    spec = sources.spec_of(component, artifact.manifest["config"])
+    if backend == "onnxruntime":
+        from refsd_trt.engine.onnxruntime_backend import OrtEngine
+
+        return OrtEngine(spec, artifact.main_file, device, **engine_options)
+    from refsd_trt.engine.tensorrt_backend import TrtEngine
+
+    return TrtEngine(spec, artifact.main_file, device, **engine_options)
+
+
+def choose_backend(ref: Path, component: str, device: torch.device, precision: str,
+                   axes: Mapping[str, int] | None = None, *, root: Path | None = None,
+                   progress: Callable[[str], None] | None = None, remeasure: bool = False) -> str:
+    """The fastest backend for this machine and shape, measured once and recorded in the manifest
+    of the ONNX artifact every compiled backend derives from."""
+    artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress)
+    spec = sources.spec_of(component, artifact.manifest["config"])
+    axes = dict(axes or validation_axes(spec))
+    where, shape = timing.device_key(device), timing.shape_key(spec.axis_values(**axes))
+    records = artifact.manifest.get("backends", {})
+    if not remeasure and shape in records.get(where, {}):
+        return records[where][shape]["winner"]
+    timings, errors = {}, {}
+    for backend in available_backends(device):
+        try:
+            engine = _build(backend, ref, component, device, precision, root, progress)
+            timings[backend] = timing.median_ms(engine, spec.example_inputs(precision, device, **axes))
+            engine.close()
+        except Exception as exc:  # a backend that cannot run this model here simply does not compete
+            errors[backend] = f"{type(exc).__name__}: {exc}"
+            log.warning("%s on %s cannot run %s: %s", backend, where, component, exc)
+    if not timings:
+        raise RuntimeError(f"no backend can run {component} on {device}: {errors}")
+    winner = min(timings, key=timings.get)
+    record = {"timings_ms": timings, "winner": winner, "errors": errors}
+    artifact.update_manifest(backends={**records, where: {**records.get(where, {}), shape: record}})
+    (progress or log.info)(f"{component} {precision} on {where} at {shape}: "
+                           + ", ".join(f"{b} {t:.1f} ms" for b, t in timings.items()) + f" -> {winner}")
+    return winner

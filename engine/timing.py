@@ -1,0 +1,46 @@
+"""Time engines on this machine, so ``auto`` picks backends by measurement, not by assumption.
+
+On two CPU cores torch wins the tiny inpainting UNet (fused attention) while onnxruntime wins the
+VAE by about 2x (ENVIRONMENT.md); on GPUs the order differs again. The median of a few runs after
+warm-up is robust to the noise of a shared machine.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Mapping
+
+import torch
+
+from refsd_trt.engine.base import Engine
+
+
+def device_key(device: torch.device) -> str:
+    """Timings only transfer between identical machines: name the processor and thread count."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()}:{torch.get_num_threads()}threads"
+
+
+def shape_key(axes: Mapping[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(axes.items()))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(engine: Engine, feeds: Mapping[str, torch.Tensor], warmup: int = 1, repeats: int = 3) -> float:
+    for _ in range(warmup):
+        engine.run(feeds)
+    _sync(engine.device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        engine.run(feeds)
+        _sync(engine.device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
