@@ -1,14 +1,19 @@
 """Package discovery for the one-namespace layout.
 
-engine/, export/ and kernels/ live at the top of the repository (the design card's layout) but
-install only as refsd_trt.engine, refsd_trt.export and refsd_trt.kernels: a top-level ``kernels``
+engine/, export/, kernels/ and bench/ live at the top of the repository (the design card's layout)
+but install only as refsd_trt.<folder>, never as top-level modules: a top-level ``kernels``
 module would shadow the Hugging Face package of that name that transformers probes for.
 pyproject.toml cannot list sub-packages of a remapped directory dynamically, hence this file.
 """
 
 from setuptools import find_packages, setup
 
-MAPPED = {"refsd_trt.engine": "engine", "refsd_trt.export": "export", "refsd_trt.kernels": "kernels"}
+MAPPED = {
+    "refsd_trt.engine": "engine",
+    "refsd_trt.export": "export",
+    "refsd_trt.kernels": "kernels",
+    "refsd_trt.bench": "bench",
+}
 
 packages = find_packages(include=["refsd_trt", "refsd_trt.*"])
 package_dir = {"refsd_trt": "refsd_trt"}
