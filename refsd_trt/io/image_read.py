@@ -134,7 +134,7 @@ def read_image(path: str | Path, limits: ReadLimits = ReadLimits()) -> LoadedIma
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 im = Image.open(stream)
         except Image.DecompressionBombError as err:
-            raise InputError(path, InputErrorKind.DECOMPRESSION_BOMB, f"possible decompression bomb: {err}") from None
+            raise InputError(path, InputErrorKind.DECOMPRESSION_BOMB, f"possible decompression bomb refused by Pillow before decoding ({err})") from None
         except UnidentifiedImageError:
             raise InputError(path, InputErrorKind.NOT_AN_IMAGE, "not an image (format not recognized)") from None
         except _DECODE_ERRORS as err:
@@ -146,8 +146,7 @@ def read_image(path: str | Path, limits: ReadLimits = ReadLimits()) -> LoadedIma
             try:
                 im.load()
             except _DECODE_ERRORS as err:
-                reason = "truncated" if "truncated" in str(err).lower() else "corrupt image data"
-                raise InputError(path, InputErrorKind.CORRUPT, f"{reason}: {err}") from None
+                raise InputError(path, InputErrorKind.CORRUPT, f"truncated or corrupt image data ({err})") from None
             original_size = im.size
             file_format = im.format or "unknown"
             try:

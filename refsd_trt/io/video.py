@@ -99,7 +99,9 @@ class VideoWriter:
     """Write (3, H, W) uint8 RGB frames to an .mp4 that appears at ``path`` only when complete.
 
     Use as a context manager: a normal exit commits the file, an exception discards it. Every frame
-    must have the size given here.
+    must have the ``size`` (width, height) given here. The codec stores even sizes only, so an odd
+    width or height loses its last column or row (``stored_size``, and a line in ``notes``): pixels
+    are removed, never invented. OpenCV would do the same crop silently.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
@@ -107,8 +109,12 @@ class VideoWriter:
         if self.path.suffix.lower() != ".mp4":
             raise OutputError(self.path, f"video outputs must end in .mp4 (the {_FOURCC} codec's container)")
         self.size = size
+        self.stored_size = (size[0] - size[0] % 2, size[1] - size[1] % 2)
+        self.notes = [] if self.stored_size == size else [
+            f"odd frame size {size[0]}x{size[1]} stored as {self.stored_size[0]}x{self.stored_size[1]} (last column/row cropped)"
+        ]
         self._output = AtomicOutput(self.path)
-        self._writer = cv2.VideoWriter(str(self._output.temp), cv2.VideoWriter_fourcc(*_FOURCC), fps, size)
+        self._writer = cv2.VideoWriter(str(self._output.temp), cv2.VideoWriter_fourcc(*_FOURCC), fps, self.stored_size)
         if not self._writer.isOpened():
             self._output.discard()
             raise OutputError(self.path, f"OpenCV cannot open a {_FOURCC} writer for {size[0]}x{size[1]} at {fps} fps")
@@ -118,7 +124,8 @@ class VideoWriter:
         expected = (3, self.size[1], self.size[0])
         if frame.dtype != torch.uint8 or tuple(frame.shape) != expected:
             raise OutputError(self.path, f"frame {self.frames_written} is {tuple(frame.shape)} {frame.dtype}, expected {expected} uint8")
-        bgr = np.ascontiguousarray(frame.detach().to("cpu").permute(1, 2, 0).numpy()[:, :, ::-1])
+        width, height = self.stored_size
+        bgr = np.ascontiguousarray(frame.detach().to("cpu").permute(1, 2, 0).numpy()[:height, :width, ::-1])
         self._writer.write(bgr)
         self.frames_written += 1
 
