@@ -40,6 +40,10 @@ class RunConfig:
     max_pixels: int = 64_000_000  # larger inputs are refused as decompression bombs
 
     def __post_init__(self) -> None:
+        from refsd_trt.presets import PRESETS
+
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.method is not None and self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.backend not in BACKENDS:

@@ -63,14 +63,15 @@ def fill_people(image: np.ndarray, masks: np.ndarray, radius: int) -> np.ndarray
     return inpaint_fill(image, union)
 
 
-def enforce(original: np.ndarray, output: np.ndarray | None, masks: np.ndarray, radius: int
-            ) -> tuple[np.ndarray, list[int]]:
+def enforce(original: np.ndarray, output: np.ndarray | None, masks: np.ndarray, radius: int,
+            failed: tuple[int, ...] = ()) -> tuple[np.ndarray, list[int]]:
     """Check that every person in ``masks`` (n, H, W) was replaced in ``output``; fill those that
-    were not (or everyone, if there is no output or it holds non-finite values). Returns the
-    safe image and the indices of the people that needed the fallback."""
+    were not, those the caller already knows ``failed``, or everyone if there is no usable output.
+    Returns the safe image and the sorted indices of the people that needed the fallback."""
     if output is None or output.shape != original.shape or output.dtype != np.uint8:
         return fill_people(original, masks, radius), list(range(len(masks)))
-    bad = [i for i, mask in enumerate(masks) if unchanged_fraction(original, output, mask) > MAX_UNCHANGED]
+    bad = sorted(set(failed) | {
+        i for i, mask in enumerate(masks) if unchanged_fraction(original, output, mask) > MAX_UNCHANGED})
     if bad:
         output = fill_people(output, masks[bad], radius)
     return output, bad

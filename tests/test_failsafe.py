@@ -49,3 +49,12 @@ def test_solid_fill_when_inpainting_fails(monkeypatch):
     monkeypatch.setattr(failsafe.cv2, "inpaint", broken)
     safe = failsafe.fill_people(image, masks[:1], radius=0)
     assert np.all(safe[masks[0]] == failsafe.SOLID)
+
+
+def test_people_known_to_have_failed_are_filled_even_if_changed():
+    image, masks = _scene()
+    output = image.copy()
+    output[masks.any(0)] = 7  # both changed, but the caller saw person 0's stage produce NaN
+    safe, bad = failsafe.enforce(image, output, masks, radius=0, failed=(0,))
+    assert bad == [0]
+    assert not np.all(safe[masks[0]] == 7) and np.all(safe[masks[1]] == 7)
