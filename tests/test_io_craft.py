@@ -48,15 +48,27 @@ def exif_block(orientation: int | None = None, gps: bool = True, thumbnail: byte
     placeholder = [*ifd0, (0x8825, _LONG, 1, b"\x00" * 4)] if gps else ifd0
     gps_at = 8 + len(_ifd(placeholder, 8))
     degrees = struct.pack("<6I", 48, 1, 51, 1, 2980, 100)  # 48°51'29.80"
-    gps_ifd = _ifd(
-        [(1, _ASCII, 2, b"N\x00"), (2, _RATIONAL, 3, degrees), (3, _ASCII, 2, b"E\x00"), (4, _RATIONAL, 3, degrees)],
-        gps_at,
-    ) if gps else b""
+    gps_ifd = (
+        _ifd(
+            [
+                (1, _ASCII, 2, b"N\x00"),
+                (2, _RATIONAL, 3, degrees),
+                (3, _ASCII, 2, b"E\x00"),
+                (4, _RATIONAL, 3, degrees),
+            ],
+            gps_at,
+        )
+        if gps
+        else b""
+    )
     ifd1_at = gps_at + len(gps_ifd)
     ifd1 = b""
     if thumbnail is not None:
-        entries = lambda at: [(0x0103, _SHORT, 1, struct.pack("<H", 6)), (0x0201, _LONG, 1, struct.pack("<I", at)),
-                              (0x0202, _LONG, 1, struct.pack("<I", len(thumbnail)))]  # noqa: E731
+        entries = lambda at: [
+            (0x0103, _SHORT, 1, struct.pack("<H", 6)),
+            (0x0201, _LONG, 1, struct.pack("<I", at)),
+            (0x0202, _LONG, 1, struct.pack("<I", len(thumbnail))),
+        ]
         thumb_at = ifd1_at + len(_ifd(entries(0), ifd1_at))
         ifd1 = _ifd(entries(thumb_at), ifd1_at) + thumbnail
     if gps:
@@ -97,7 +109,11 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims ``width`` x ``height`` RGB with almost no pixel data behind it."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    body = _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b"")
+    body = (
+        _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
     return path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 import torch
@@ -24,18 +25,24 @@ def run(tmp_path):
         output = tmp_path / "out" / name
         if status == "ok":
             output.write_bytes(b"anonymized")
-        manifest.append({
-            "input": str(inputs[name]), "output": str(output), "status": status,
-            "input_sha256": sha256_file(inputs[name]),
-            "error": None if status == "ok" else f"{inputs[name]}: truncated or corrupt image data",
-            "people": [PersonRecord(box=(1.0, 2.0, 3.0, 4.0), score=np.float32(0.5), coverage=0.1, seed=7)],
-            "timings_s": {"detect": torch.tensor(0.25)},
-        })
+        manifest.append(
+            {
+                "input": str(inputs[name]),
+                "output": str(output),
+                "status": status,
+                "input_sha256": sha256_file(inputs[name]),
+                "error": None if status == "ok" else f"{inputs[name]}: truncated or corrupt image data",
+                "people": [
+                    PersonRecord(box=(1.0, 2.0, 3.0, 4.0), score=np.float32(0.5), coverage=0.1, seed=7)
+                ],
+                "timings_s": {"detect": torch.tensor(0.25)},
+            }
+        )
     return manifest, inputs
 
 
 def test_lines_are_json_with_the_callers_fields(run):
-    manifest, inputs = run
+    manifest, _inputs = run
     lines = manifest.path.read_text().splitlines()
     assert len(lines) == 3
     first = json.loads(lines[0])
@@ -58,8 +65,11 @@ def test_changed_input_and_deleted_output_are_not_done(run, tmp_path):
 
 def test_the_latest_line_of_an_input_decides(run, tmp_path):
     manifest, inputs = run
-    retry = {"input": str(inputs["c.jpg"]), "output": str(tmp_path / "out" / "c.jpg"),
-             "input_sha256": sha256_file(inputs["c.jpg"])}
+    retry = {
+        "input": str(inputs["c.jpg"]),
+        "output": str(tmp_path / "out" / "c.jpg"),
+        "input_sha256": sha256_file(inputs["c.jpg"]),
+    }
     (tmp_path / "out" / "c.jpg").write_bytes(b"anonymized")
     manifest.append({**retry, "status": "ok"})
     assert str(inputs["c.jpg"]) in manifest.done_inputs()

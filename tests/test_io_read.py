@@ -13,8 +13,7 @@ import torch
 from PIL import Image
 from test_io_craft import exif_block, png_header_only
 
-from refsd_trt.io import InputError, InputErrorKind, ReadLimits, read_image, write_image
-from refsd_trt.io import input_file
+from refsd_trt.io import InputError, InputErrorKind, ReadLimits, input_file, read_image, write_image
 from refsd_trt.samples import sample_image_paths
 
 Kind = InputErrorKind
@@ -51,23 +50,35 @@ BROKEN: dict[str, tuple[Callable[[Path], object], Kind]] = {
     "truncated.jpg": (lambda p: p.write_bytes(_photo_bytes()[: len(_photo_bytes()) // 2]), Kind.CORRUPT),
     "zero.jpg": (lambda p: p.write_bytes(b""), Kind.EMPTY),
     "text.jpg": (lambda p: p.write_text("this is not a picture\n"), Kind.NOT_AN_IMAGE),
+    "postscript.jpg": (  # Pillow's EPS plugin would hand this to Ghostscript: never offered to it
+        lambda p: p.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"),
+        Kind.NOT_AN_IMAGE,
+    ),
     "bomb.png": (lambda p: png_header_only(p, 50_000, 50_000), Kind.DECOMPRESSION_BOMB),
     "long.png": (lambda p: png_header_only(p, 40_000, 100), Kind.TOO_LARGE),
     "animated.gif": (_animated_gif, Kind.ANIMATED),
     "pages.tif": (_multipage_tiff, Kind.ANIMATED),
-    "float.tif": (lambda p: Image.fromarray(_gradient()[..., 0].astype(np.float32)).save(p), Kind.UNSUPPORTED),
+    "float.tif": (
+        lambda p: Image.fromarray(_gradient()[..., 0].astype(np.float32)).save(p),
+        Kind.UNSUPPORTED,
+    ),
 }
 # file name -> (builder, fragments of the notes it must load with)
 CONVERTIBLE: dict[str, tuple[Callable[[Path], object], list[str]]] = {
     "good.jpg": (lambda p: p.write_bytes(_photo_bytes()), []),
-    "gray16.png": (lambda p: cv2.imwrite(str(p), (_gradient()[..., 0].astype(np.uint16) * 257)), ["16-bit greyscale", "greyscale"]),
+    "gray16.png": (
+        lambda p: cv2.imwrite(str(p), (_gradient()[..., 0].astype(np.uint16) * 257)),
+        ["16-bit greyscale", "greyscale"],
+    ),
     "rgb16.png": (lambda p: cv2.imwrite(str(p), _gradient().astype(np.uint16) * 257), ["16-bit colour"]),
     "cmyk.jpg": (lambda p: Image.fromarray(_gradient()).convert("CMYK").save(p), ["CMYK converted"]),
     "rgba.png": (_rgba_png, ["alpha channel composited over white and dropped (50.0% of pixels not opaque)"]),
     "gray.png": (lambda p: Image.fromarray(_gradient()[..., 1]).save(p), ["greyscale converted"]),
     "palette.gif": (lambda p: Image.fromarray(_gradient()).convert("P").save(p), ["palette image converted"]),
     "mpo.jpg": (
-        lambda p: Image.fromarray(_gradient()).save(p, format="MPO", save_all=True, append_images=[Image.new("RGB", (8, 8))]),
+        lambda p: Image.fromarray(_gradient()).save(
+            p, format="MPO", save_all=True, append_images=[Image.new("RGB", (8, 8))]
+        ),
         ["MPO with 2 pictures"],
     ),
 }
@@ -81,7 +92,9 @@ def mixed_folder(tmp_path) -> Path:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    return {
+        p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in folder.iterdir()
+    }
 
 
 def test_mixed_folder_refuses_broken_loads_the_rest_and_touches_nothing(mixed_folder):
@@ -105,9 +118,13 @@ def test_mixed_folder_refuses_broken_loads_the_rest_and_touches_nothing(mixed_fo
 
 def test_conversions_give_the_expected_pixels(mixed_folder):
     gray16 = read_image(mixed_folder / "gray16.png").pixels
-    assert torch.equal(gray16[0], torch.from_numpy(_gradient()[..., 0].copy())) and torch.equal(gray16[0], gray16[2])
+    assert torch.equal(gray16[0], torch.from_numpy(_gradient()[..., 0].copy())) and torch.equal(
+        gray16[0], gray16[2]
+    )
     rgba = read_image(mixed_folder / "rgba.png").pixels
-    assert (rgba[:, :, :32] == 255).all(), "transparent pixels must show the white background, not what they hid"
+    assert (rgba[:, :, :32] == 255).all(), (
+        "transparent pixels must show the white background, not what they hid"
+    )
     assert torch.equal(rgba[:, :, 32:], torch.from_numpy(_gradient()).permute(2, 0, 1)[:, :, 32:])
 
 
@@ -152,7 +169,9 @@ def test_exif_orientation_is_applied_and_kept_through_write(tmp_path, orientatio
     height, width = loaded.pixels.shape[1:]
     rows = slice(height - 8, height) if corner[0] else slice(0, 8)
     cols = slice(width - 8, width) if corner[1] else slice(0, 8)
-    assert loaded.pixels[0, rows, cols].float().mean() > 200 and loaded.pixels[1, rows, cols].float().mean() < 60
+    assert (
+        loaded.pixels[0, rows, cols].float().mean() > 200 and loaded.pixels[1, rows, cols].float().mean() < 60
+    )
     assert (f"EXIF orientation {orientation} applied" in loaded.notes) == (orientation != 1)
     out = write_image(loaded.pixels, tmp_path / "out.jpg")
     with Image.open(out) as written:

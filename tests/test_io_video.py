@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refsd_trt.io import InputError, InputErrorKind, OutputError, VideoWriter, iter_video_frames, metadata_report
+from refsd_trt.io import (
+    InputError,
+    InputErrorKind,
+    OutputError,
+    VideoWriter,
+    iter_video_frames,
+    metadata_report,
+)
 
 
 def _frames(count: int, height: int, width: int) -> list[torch.Tensor]:
@@ -46,10 +53,12 @@ def test_round_trip_keeps_count_size_fps_and_content(tmp_path, size):
 
 def test_failed_video_write_leaves_no_file(tmp_path):
     out = tmp_path / "clip.mp4"
-    with pytest.raises(OutputError, match=r"frame 1 is \(3, 10, 10\)"):
-        with VideoWriter(out, fps=10, size=(32, 24)) as writer:
-            writer.write(_frames(1, 24, 32)[0])
-            writer.write(torch.zeros((3, 10, 10), dtype=torch.uint8))
+    with (
+        pytest.raises(OutputError, match=r"frame 1 is \(3, 10, 10\)"),
+        VideoWriter(out, 10, (32, 24)) as writer,
+    ):
+        writer.write(_frames(1, 24, 32)[0])
+        writer.write(torch.zeros((3, 10, 10), dtype=torch.uint8))
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(OutputError, match=r"clip\.avi: video outputs must end in \.mp4"):
         VideoWriter(tmp_path / "clip.avi", fps=10, size=(32, 24))
@@ -58,7 +67,11 @@ def test_failed_video_write_leaves_no_file(tmp_path):
 def test_bad_videos_are_refused_with_one_line(tmp_path):
     (tmp_path / "text.mp4").write_text("not a video")
     (tmp_path / "empty.mov").write_bytes(b"")
-    cases = {"text.mp4": InputErrorKind.NOT_A_VIDEO, "empty.mov": InputErrorKind.EMPTY, "gone.mp4": InputErrorKind.MISSING}
+    cases = {
+        "text.mp4": InputErrorKind.NOT_A_VIDEO,
+        "empty.mov": InputErrorKind.EMPTY,
+        "gone.mp4": InputErrorKind.MISSING,
+    }
     for name, kind in cases.items():
         with pytest.raises(InputError) as caught:
             iter_video_frames(tmp_path / name)

@@ -93,7 +93,9 @@ _KILLED_WRITER = textwrap.dedent(
 def test_writer_killed_mid_write_leaves_no_partial_output(tmp_path):
     final = tmp_path / "big.png"
     final.write_bytes(b"previous run's output")
-    writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(final)], stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(final)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert writer.stdout.readline().strip() == "written"
         temps = [p for p in tmp_path.iterdir() if is_temp_name(p.name)]

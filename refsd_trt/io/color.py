@@ -63,7 +63,9 @@ def flatten_alpha(im: Image.Image) -> tuple[Image.Image, list[str]]:
     alpha = np.asarray(rgba.getchannel("A"))
     not_opaque = float((alpha < 255).mean())
     flat = Image.alpha_composite(Image.new("RGBA", rgba.size, _BACKGROUND + (255,)), rgba).convert("RGB")
-    return _keep_profile(im, flat), [f"alpha channel composited over white and dropped ({not_opaque:.1%} of pixels not opaque)"]
+    return _keep_profile(im, flat), [
+        f"alpha channel composited over white and dropped ({not_opaque:.1%} of pixels not opaque)"
+    ]
 
 
 def _profile_name(profile: ImageCms.ImageCmsProfile) -> str:

@@ -55,7 +55,9 @@ def _walk(folder: Path, recursive: bool, excluded: list[Path]) -> list[Path]:
     files: list[Path] = []
     for directory, dirs, names in os.walk(folder):
         here = Path(directory)
-        dirs[:] = sorted(d for d in dirs if recursive and not _is_hidden(d) and (here / d).resolve() not in excluded)
+        dirs[:] = sorted(
+            d for d in dirs if recursive and not _is_hidden(d) and (here / d).resolve() not in excluded
+        )
         files += [here / name for name in names if not _is_hidden(name)]
     return sorted(files)
 
@@ -66,7 +68,9 @@ def _glob_root(pattern: str) -> Path:
     return Path(*static) if static else Path(".")
 
 
-def _expand(arg: str, recursive: bool, excluded: list[Path]) -> tuple[list[tuple[Path, Path]], InputError | None]:
+def _expand(
+    arg: str, recursive: bool, excluded: list[Path]
+) -> tuple[list[tuple[Path, Path]], InputError | None]:
     """(file, root) pairs for one argument, or the error that argument gets."""
     path = Path(arg)
     if path.is_dir():
@@ -92,7 +96,9 @@ def _expand(arg: str, recursive: bool, excluded: list[Path]) -> tuple[list[tuple
     return [], InputError(path, InputErrorKind.MISSING, "no such file or folder")
 
 
-def discover_inputs(args: Sequence[str], recursive: bool = True, exclude: Sequence[str | Path] = ()) -> Discovery:
+def discover_inputs(
+    args: Sequence[str], recursive: bool = True, exclude: Sequence[str | Path] = ()
+) -> Discovery:
     """Expand ``args`` to inputs. Folders in ``exclude`` (e.g. the output folder) are not entered."""
     excluded = [Path(e).resolve() for e in exclude]
     result = Discovery()

@@ -48,6 +48,9 @@ from refsd_trt.io.input_file import open_input
 # plugins let through. MemoryError is deliberately not caught.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, IndexError)
 _EXIF_ORIENTATION = 0x0112
+# Only these decoders ever see an input, whatever its suffix says: Pillow's other plugins include
+# rarely-fuzzed formats and EPS, which runs Ghostscript on the file. (JPEG's opener also returns MPO.)
+_DECODERS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class ReadLimits:
 
     max_pixels: int = 2 * 89_478_485  # Pillow's decompression-bomb error threshold, about 179 Mpx
     max_side: int = 32_768  # longest side; the pipeline's tiling and engine profiles stop there
+
+
+DEFAULT_LIMITS = ReadLimits()
 
 
 @dataclass
@@ -91,7 +97,10 @@ def _check_header(path: Path, im: Image.Image, limits: ReadLimits) -> None:
             f"image too large: {width}x{height} px, a side above the limit of {limits.max_side} px "
             "(ReadLimits.max_side)",
         )
-    frames = getattr(im, "n_frames", 1)
+    try:
+        frames = getattr(im, "n_frames", 1)  # GIF and WebP count frames by reading through them
+    except _DECODE_ERRORS as err:
+        raise InputError(path, InputErrorKind.CORRUPT, f"unreadable frame structure ({err})") from None
     if frames > 1 and im.format != "MPO":
         raise InputError(
             path,
@@ -114,15 +123,15 @@ def _rawmode(im: Image.Image) -> str:
 def _upright(im: Image.Image) -> tuple[Image.Image, list[str]]:
     try:
         orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+        if orientation not in range(2, 9):  # 1 is upright; anything else is not an orientation
+            return im, []
         upright = ImageOps.exif_transpose(im)
     except _DECODE_ERRORS as err:
         return im, [f"EXIF unreadable ({err}): stored orientation kept"]
-    if orientation in (None, 1) or upright is None:
-        return im, []
     return upright, [f"EXIF orientation {orientation} applied"]
 
 
-def read_image(path: str | Path, limits: ReadLimits = ReadLimits()) -> LoadedImage:
+def read_image(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> LoadedImage:
     """Decode ``path`` to an upright sRGB ``LoadedImage``; raise ``InputError`` if it cannot be."""
     path = Path(path)
     with open_input(path) as stream:
@@ -132,21 +141,35 @@ def read_image(path: str | Path, limits: ReadLimits = ReadLimits()) -> LoadedIma
             with warnings.catch_warnings():
                 # ReadLimits.max_pixels is the limit: Pillow's lower warning threshold would only print.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                im = Image.open(stream)
+                im = Image.open(stream, formats=_DECODERS)
         except Image.DecompressionBombError as err:
-            raise InputError(path, InputErrorKind.DECOMPRESSION_BOMB, f"possible decompression bomb refused by Pillow before decoding ({err})") from None
+            raise InputError(
+                path,
+                InputErrorKind.DECOMPRESSION_BOMB,
+                f"possible decompression bomb refused by Pillow before decoding ({err})",
+            ) from None
         except UnidentifiedImageError:
-            raise InputError(path, InputErrorKind.NOT_AN_IMAGE, "not an image (format not recognized)") from None
+            raise InputError(
+                path,
+                InputErrorKind.NOT_AN_IMAGE,
+                f"not an image in a supported format ({', '.join(_DECODERS)})",
+            ) from None
         except _DECODE_ERRORS as err:
             raise InputError(path, InputErrorKind.CORRUPT, f"unreadable image header: {err}") from None
         with im:
             _check_header(path, im, limits)
-            notes = [f"MPO with {im.n_frames} pictures: primary picture read, the others dropped"] if im.format == "MPO" else []
+            notes = (
+                [f"MPO with {im.n_frames} pictures: primary picture read, the others dropped"]
+                if im.format == "MPO"
+                else []
+            )
             decoded_rawmode = _rawmode(im)
             try:
                 im.load()
             except _DECODE_ERRORS as err:
-                raise InputError(path, InputErrorKind.CORRUPT, f"truncated or corrupt image data ({err})") from None
+                raise InputError(
+                    path, InputErrorKind.CORRUPT, f"truncated or corrupt image data ({err})"
+                ) from None
             original_size = im.size
             file_format = im.format or "unknown"
             try:

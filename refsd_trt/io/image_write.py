@@ -37,13 +37,17 @@ def write_image(image: torch.Tensor, path: str | Path, quality: int = 95) -> Pat
     path = Path(path)
     file_format = IMAGE_FORMATS.get(path.suffix.lower())
     if file_format is None:
-        raise OutputError(path, f"unsupported image suffix '{path.suffix}' (use one of {', '.join(IMAGE_FORMATS)})")
+        raise OutputError(
+            path, f"unsupported image suffix '{path.suffix}' (use one of {', '.join(IMAGE_FORMATS)})"
+        )
     if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
         raise OutputError(path, f"expected a (3, H, W) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
     pixels = np.ascontiguousarray(image.detach().to("cpu").permute(1, 2, 0).numpy())
     try:
         with AtomicOutput(path) as temp:
-            Image.fromarray(pixels, mode="RGB").save(temp, format=file_format, **_encoder_options(file_format, quality))
+            Image.fromarray(pixels, mode="RGB").save(
+                temp, format=file_format, **_encoder_options(file_format, quality)
+            )
     except OSError as err:
         raise OutputError(path, f"cannot write: {err.strerror or err}") from err
     return path

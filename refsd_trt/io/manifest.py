@@ -112,7 +112,11 @@ class Manifest:
             if isinstance(record, dict) and all(key in record for key in REQUIRED_KEYS):
                 records.append(record)
             else:
-                warnings.warn(f"{self.path}:{number}: unreadable manifest line skipped (torn by a crash?)", ManifestWarning, stacklevel=2)
+                warnings.warn(
+                    f"{self.path}:{number}: unreadable manifest line skipped (torn by a crash?)",
+                    ManifestWarning,
+                    stacklevel=2,
+                )
         return records
 
     def done_inputs(self) -> dict[str, dict[str, Any]]:

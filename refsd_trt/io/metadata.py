@@ -28,7 +28,19 @@ _SIGNATURES = {
 }
 _GPS_IFD = 0x8825
 _THUMBNAIL_TAGS = {0x0201, 0x0111}  # JPEGInterchangeFormat, StripOffsets
-_HARMLESS_PNG = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"pHYs", b"bKGD"}
+_HARMLESS_PNG = {
+    b"IHDR",
+    b"PLTE",
+    b"IDAT",
+    b"IEND",
+    b"tRNS",
+    b"gAMA",
+    b"cHRM",
+    b"sRGB",
+    b"sBIT",
+    b"pHYs",
+    b"bKGD",
+}
 _HARMLESS_WEBP = {b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF"}
 # Baseline TIFF structure tags: image geometry and encoding, nothing about who, where or when.
 _HARMLESS_TIFF = {254, 256, 257, 258, 259, 262, 273, 274, 277, 278, 279, 282, 283, 284, 296, 317, 338, 339}
@@ -92,8 +104,10 @@ def _jpeg_items(data: bytes) -> set[str]:
             found.add("iptc")
         elif marker == 0xFE:
             found.add("comment")
-        elif 0xE0 <= marker <= 0xEF and not (marker == 0xE0 and body.startswith(b"JFIF\x00")) and not (
-            marker == 0xEE and body.startswith(b"Adobe")
+        elif (
+            0xE0 <= marker <= 0xEF
+            and not (marker == 0xE0 and body.startswith(b"JFIF\x00"))
+            and not (marker == 0xEE and body.startswith(b"Adobe"))
         ):
             found.add(f"segment:APP{marker - 0xE0}")
         pos += 2 + length

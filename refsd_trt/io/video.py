@@ -22,7 +22,7 @@ import torch
 
 from refsd_trt.io.atomic import AtomicOutput
 from refsd_trt.io.errors import InputError, InputErrorKind, OutputError
-from refsd_trt.io.image_read import ReadLimits
+from refsd_trt.io.image_read import DEFAULT_LIMITS, ReadLimits
 from refsd_trt.io.input_file import open_input
 
 # MPEG-4 Part 2: the one encoder opencv-python-headless ships that works without extra libraries
@@ -50,21 +50,29 @@ class VideoFrames:
     ``frames_read`` counts the frames delivered so far.
     """
 
-    def __init__(self, path: str | Path, limits: ReadLimits = ReadLimits()) -> None:
+    def __init__(self, path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> None:
         self.path = Path(path)
         open_input(self.path).close()  # missing / permission / empty get their own clear line
         self._capture = cv2.VideoCapture(str(self.path))
         ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
         if not ok:
             self._capture.release()
-            raise InputError(self.path, InputErrorKind.NOT_A_VIDEO, "not a readable video (no frame could be decoded)")
+            raise InputError(
+                self.path, InputErrorKind.NOT_A_VIDEO, "not a readable video (no frame could be decoded)"
+            )
         height, width = first.shape[:2]
         if width * height > limits.max_pixels or max(width, height) > limits.max_side:
             self._capture.release()
-            raise InputError(self.path, InputErrorKind.TOO_LARGE, f"video frames of {width}x{height} px exceed the read limits")
+            raise InputError(
+                self.path,
+                InputErrorKind.TOO_LARGE,
+                f"video frames of {width}x{height} px exceed the read limits",
+            )
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.info = VideoInfo(width, height, fps if math.isfinite(fps) and fps > 0 else _DEFAULT_FPS, count if count > 0 else -1)
+        self.info = VideoInfo(
+            width, height, fps if math.isfinite(fps) and fps > 0 else _DEFAULT_FPS, count if count > 0 else -1
+        )
         self._first: np.ndarray | None = first
         self.frames_read = 0
 
@@ -86,11 +94,13 @@ class VideoFrames:
     def __enter__(self) -> VideoFrames:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
-def iter_video_frames(path: str | Path, limits: ReadLimits = ReadLimits()) -> VideoFrames:
+def iter_video_frames(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> VideoFrames:
     """Open ``path`` for reading (raises ``InputError`` at once if it cannot be decoded)."""
     return VideoFrames(path, limits)
 
@@ -110,20 +120,30 @@ class VideoWriter:
             raise OutputError(self.path, f"video outputs must end in .mp4 (the {_FOURCC} codec's container)")
         self.size = size
         self.stored_size = (size[0] - size[0] % 2, size[1] - size[1] % 2)
-        self.notes = [] if self.stored_size == size else [
-            f"odd frame size {size[0]}x{size[1]} stored as {self.stored_size[0]}x{self.stored_size[1]} (last column/row cropped)"
-        ]
+        stored = f"{self.stored_size[0]}x{self.stored_size[1]}"
+        self.notes = (
+            []
+            if self.stored_size == size
+            else [f"odd frame size {size[0]}x{size[1]} stored as {stored} (cropped)"]
+        )
         self._output = AtomicOutput(self.path)
-        self._writer = cv2.VideoWriter(str(self._output.temp), cv2.VideoWriter_fourcc(*_FOURCC), fps, self.stored_size)
+        self._writer = cv2.VideoWriter(
+            str(self._output.temp), cv2.VideoWriter_fourcc(*_FOURCC), fps, self.stored_size
+        )
         if not self._writer.isOpened():
             self._output.discard()
-            raise OutputError(self.path, f"OpenCV cannot open a {_FOURCC} writer for {size[0]}x{size[1]} at {fps} fps")
+            raise OutputError(
+                self.path, f"OpenCV cannot open a {_FOURCC} writer for {size[0]}x{size[1]} at {fps} fps"
+            )
         self.frames_written = 0
 
     def write(self, frame: torch.Tensor) -> None:
         expected = (3, self.size[1], self.size[0])
         if frame.dtype != torch.uint8 or tuple(frame.shape) != expected:
-            raise OutputError(self.path, f"frame {self.frames_written} is {tuple(frame.shape)} {frame.dtype}, expected {expected} uint8")
+            raise OutputError(
+                self.path,
+                f"frame {self.frames_written} is {tuple(frame.shape)} {frame.dtype}, expected {expected} uint8",
+            )
         width, height = self.stored_size
         bgr = np.ascontiguousarray(frame.detach().to("cpu").permute(1, 2, 0).numpy()[:height, :width, ::-1])
         self._writer.write(bgr)
@@ -144,7 +164,9 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
