@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_io_craft import exif_block, png_header_only
+from test_io_craft import exif_block, png_header_only, srgb_icc
 
 from refsd_trt.io import InputError, InputErrorKind, ReadLimits, input_file, read_image, write_image
 from refsd_trt.samples import sample_image_paths
@@ -26,6 +26,11 @@ def _gradient(height: int = 48, width: int = 64) -> np.ndarray:
 
 def _photo_bytes() -> bytes:
     return sample_image_paths()[0].read_bytes()
+
+
+def _renamed_srgb_profile() -> bytes:
+    """sRGB under another name: no other RGB profile exists offline, and the name decides the path."""
+    return srgb_icc().replace("sRGB built-in".encode("utf-16-be"), "Wide built-in".encode("utf-16-be"))
 
 
 def _animated_gif(path: Path) -> None:
@@ -75,6 +80,14 @@ CONVERTIBLE: dict[str, tuple[Callable[[Path], object], list[str]]] = {
     "rgba.png": (_rgba_png, ["alpha channel composited over white and dropped (50.0% of pixels not opaque)"]),
     "gray.png": (lambda p: Image.fromarray(_gradient()[..., 1]).save(p), ["greyscale converted"]),
     "palette.gif": (lambda p: Image.fromarray(_gradient()).convert("P").save(p), ["palette image converted"]),
+    "renamed-profile.png": (  # an RGB profile not named sRGB goes through littlecms to sRGB
+        lambda p: Image.fromarray(_gradient()).save(p, icc_profile=_renamed_srgb_profile()),
+        ["RGB pixels converted from ICC profile 'Wide built-in' to sRGB"],
+    ),
+    "broken-profile.jpg": (
+        lambda p: Image.fromarray(_gradient()).save(p, icc_profile=b"not a profile at all"),
+        ["embedded ICC profile unreadable"],
+    ),
     "mpo.jpg": (
         lambda p: Image.fromarray(_gradient()).save(
             p, format="MPO", save_all=True, append_images=[Image.new("RGB", (8, 8))]
@@ -126,6 +139,8 @@ def test_conversions_give_the_expected_pixels(mixed_folder):
         "transparent pixels must show the white background, not what they hid"
     )
     assert torch.equal(rgba[:, :, 32:], torch.from_numpy(_gradient()).permute(2, 0, 1)[:, :, 32:])
+    through_profile = read_image(mixed_folder / "renamed-profile.png").pixels.int()
+    assert (through_profile - torch.from_numpy(_gradient()).permute(2, 0, 1).int()).abs().max() <= 2
 
 
 def test_missing_directory_and_permission_denied_are_one_line_each(tmp_path, monkeypatch):

@@ -40,10 +40,12 @@ def test_round_trip_keeps_count_size_fps_and_content(tmp_path, size):
     stored_width, stored_height = width // 2 * 2, height // 2 * 2  # the codec stores even sizes only
     assert writer.stored_size == (stored_width, stored_height) and len(writer.notes) == width % 2
 
+    before = (out.read_bytes(), out.stat().st_mtime_ns)
     with iter_video_frames(out) as video:
         assert (video.info.width, video.info.height, video.info.fps) == (stored_width, stored_height, 12.0)
         read = list(video)
     assert video.frames_read == len(read) == 5
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before  # reading never touches the input
     for original, decoded in zip(written, read):
         assert decoded.shape == (3, stored_height, stored_width) and decoded.dtype == torch.uint8
         cropped = original[:, :stored_height, :stored_width].float()

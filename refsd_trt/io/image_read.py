@@ -3,7 +3,10 @@
 Decisions per kind of input (``InputError.kind`` in brackets):
 
 - missing [missing], unreadable for permissions [permission], a directory or device [not-a-file],
-  zero bytes [empty], not an image Pillow knows [not-an-image]: refused.
+  zero bytes [empty]: refused.
+- content that is not JPEG (MPO included), PNG, WebP, BMP, TIFF or GIF, whatever the suffix
+  [not-an-image]: refused. Pillow's other decoders are never offered untrusted bytes (its EPS
+  plugin would run Ghostscript on them).
 - truncated or corrupt data [corrupt]: refused, never decoded partially; a half-grey image would
   be anonymized and shipped as if it were the photo. (Refusal relies on Pillow's default
   ``ImageFile.LOAD_TRUNCATED_IMAGES = False``.)
