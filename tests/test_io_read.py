@@ -28,6 +28,10 @@ def _photo_bytes() -> bytes:
     return sample_image_paths()[0].read_bytes()
 
 
+def _astronaut_bytes() -> bytes:
+    return next(p for p in sample_image_paths() if p.suffix == ".png").read_bytes()
+
+
 def _renamed_srgb_profile() -> bytes:
     """sRGB under another name: no other RGB profile exists offline, and the name decides the path."""
     return srgb_icc().replace("sRGB built-in".encode("utf-16-be"), "Wide built-in".encode("utf-16-be"))
@@ -53,6 +57,10 @@ def _rgba_png(path: Path) -> None:
 # file name -> (builder, the refusal it must get)
 BROKEN: dict[str, tuple[Callable[[Path], object], Kind]] = {
     "truncated.jpg": (lambda p: p.write_bytes(_photo_bytes()[: len(_photo_bytes()) // 2]), Kind.CORRUPT),
+    "truncated.png": (
+        lambda p: p.write_bytes(_astronaut_bytes()[: len(_astronaut_bytes()) // 2]),
+        Kind.CORRUPT,
+    ),
     "zero.jpg": (lambda p: p.write_bytes(b""), Kind.EMPTY),
     "text.jpg": (lambda p: p.write_text("this is not a picture\n"), Kind.NOT_AN_IMAGE),
     "postscript.jpg": (  # Pillow's EPS plugin would hand this to Ghostscript: never offered to it
@@ -87,6 +95,12 @@ CONVERTIBLE: dict[str, tuple[Callable[[Path], object], list[str]]] = {
     "broken-profile.jpg": (
         lambda p: Image.fromarray(_gradient()).save(p, icc_profile=b"not a profile at all"),
         ["embedded ICC profile unreadable"],
+    ),
+    "damaged-exif.jpg": (
+        lambda p: Image.fromarray(_gradient()).save(
+            p, exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12"
+        ),
+        ["decoder warning: Corrupt EXIF data"],
     ),
     "mpo.jpg": (
         lambda p: Image.fromarray(_gradient()).save(

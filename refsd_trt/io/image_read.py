@@ -37,6 +37,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -128,60 +129,65 @@ def _upright(im: Image.Image) -> tuple[Image.Image, list[str]]:
         orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
         if orientation not in range(2, 9):  # 1 is upright; anything else is not an orientation
             return im, []
-        upright = ImageOps.exif_transpose(im)
+        return ImageOps.exif_transpose(im), [f"EXIF orientation {orientation} applied"]
     except _DECODE_ERRORS as err:
         return im, [f"EXIF unreadable ({err}): stored orientation kept"]
-    return upright, [f"EXIF orientation {orientation} applied"]
 
 
 def read_image(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> LoadedImage:
     """Decode ``path`` to an upright sRGB ``LoadedImage``; raise ``InputError`` if it cannot be."""
     path = Path(path)
-    with open_input(path) as stream:
+    with open_input(path) as stream, warnings.catch_warnings(record=True) as warned:
+        # Pillow reports damage it can live with (corrupt EXIF, odd chunks) as warnings on stderr;
+        # they become notes of this image instead. ReadLimits.max_pixels replaces Pillow's
+        # decompression-bomb warning, which would only print.
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         sha256 = sha256_stream(stream)
         stream.seek(0)
-        try:
-            with warnings.catch_warnings():
-                # ReadLimits.max_pixels is the limit: Pillow's lower warning threshold would only print.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                im = Image.open(stream, formats=_DECODERS)
-        except Image.DecompressionBombError as err:
-            raise InputError(
-                path,
-                InputErrorKind.DECOMPRESSION_BOMB,
-                f"possible decompression bomb refused by Pillow before decoding ({err})",
-            ) from None
-        except UnidentifiedImageError:
-            raise InputError(
-                path,
-                InputErrorKind.NOT_AN_IMAGE,
-                f"not an image in a supported format ({', '.join(_DECODERS)})",
-            ) from None
-        except _DECODE_ERRORS as err:
-            raise InputError(path, InputErrorKind.CORRUPT, f"unreadable image header: {err}") from None
-        with im:
-            _check_header(path, im, limits)
-            notes = (
-                [f"MPO with {im.n_frames} pictures: primary picture read, the others dropped"]
-                if im.format == "MPO"
-                else []
-            )
-            decoded_rawmode = _rawmode(im)
-            try:
-                im.load()
-            except _DECODE_ERRORS as err:
-                raise InputError(
-                    path, InputErrorKind.CORRUPT, f"truncated or corrupt image data ({err})"
-                ) from None
-            original_size = im.size
-            file_format = im.format or "unknown"
-            try:
-                rgb, step_notes = reduce_16bit(im, decoded_rawmode)
-                notes += step_notes
-                for step in (_upright, flatten_alpha, to_srgb):
-                    rgb, step_notes = step(rgb)
-                    notes += step_notes
-            except UnsupportedPixelFormat as err:
-                raise InputError(path, InputErrorKind.UNSUPPORTED, str(err)) from None
-            pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+        pixels, file_format, original_size, notes = _decode(path, stream, limits)
+    notes += sorted({f"decoder warning: {' '.join(str(w.message).split())}" for w in warned})
     return LoadedImage(pixels, path, file_format, original_size, sha256, notes)
+
+
+def _decode(
+    path: Path, stream: BinaryIO, limits: ReadLimits
+) -> tuple[torch.Tensor, str, tuple[int, int], list[str]]:
+    try:
+        im = Image.open(stream, formats=_DECODERS)
+    except Image.DecompressionBombError as err:
+        raise InputError(
+            path,
+            InputErrorKind.DECOMPRESSION_BOMB,
+            f"possible decompression bomb refused by Pillow before decoding ({err})",
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(
+            path, InputErrorKind.NOT_AN_IMAGE, f"not an image in a supported format ({', '.join(_DECODERS)})"
+        ) from None
+    except _DECODE_ERRORS as err:
+        raise InputError(path, InputErrorKind.CORRUPT, f"unreadable image header: {err}") from None
+    with im:
+        _check_header(path, im, limits)
+        notes = (
+            [f"MPO with {im.n_frames} pictures: primary picture read, the others dropped"]
+            if im.format == "MPO"
+            else []
+        )
+        decoded_rawmode = _rawmode(im)
+        try:
+            im.load()
+        except _DECODE_ERRORS as err:
+            raise InputError(
+                path, InputErrorKind.CORRUPT, f"truncated or corrupt image data ({err})"
+            ) from None
+        try:
+            rgb, step_notes = reduce_16bit(im, decoded_rawmode)
+            notes += step_notes
+            for step in (_upright, flatten_alpha, to_srgb):
+                rgb, step_notes = step(rgb)
+                notes += step_notes
+        except UnsupportedPixelFormat as err:
+            raise InputError(path, InputErrorKind.UNSUPPORTED, str(err)) from None
+        pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+        return pixels, im.format or "unknown", im.size, notes
