@@ -25,6 +25,9 @@ Decisions per kind of input (``InputError.kind`` in brackets):
   (rules in ``color``).
 - EXIF orientation: applied (``ImageOps.exif_transpose``), so tensors and outputs are upright;
   an unreadable EXIF block leaves the stored orientation, with a note.
+- damage Pillow decodes past (corrupt EXIF, for one) reaches it as warnings: each becomes a
+  ``decoder warning: ...`` note instead of a line on stderr. Before Python 3.14 the warnings
+  filter is process-wide, so decode in worker processes rather than threads for exact notes.
 
 The input is opened read-only, once: its sha256 is hashed from the same handle the pixels are
 decoded from, so ``LoadedImage.sha256`` describes exactly the bytes that were read.
