@@ -1,0 +1,37 @@
+"""YOLOv8-pose keypoints in image coordinates, and their attachment to segmentation detections."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import box_iou
+
+from refsd_trt.detection.letterbox import Placement
+
+KEYPOINTS = 17  # COCO order
+MATCH_IOU = 0.5  # a pose box and a seg box with less overlap than this are different people
+
+
+def keypoints_to_image(extras: torch.Tensor, placement: Placement) -> torch.Tensor:
+    """The pose head's per-anchor extras (n, 17*3: x, y in letterbox pixels, sigmoid confidence)
+    -> (n, 17, 3) in original-image pixels. Like ultralytics, every point is clipped to the image,
+    whatever its confidence."""
+    kpts = extras.view(-1, KEYPOINTS, 3)
+    return torch.cat((placement.to_image(kpts[..., :2]), kpts[..., 2:]), dim=-1)
+
+
+def attach_keypoints(boxes: torch.Tensor, pose_boxes: torch.Tensor, pose_keypoints: torch.Tensor,
+                     min_iou: float = MATCH_IOU) -> torch.Tensor:
+    """Give each of ``boxes`` (n, 4) the keypoints of the pose detection whose box matches it.
+
+    A pair matches when each is the other's best IoU and that IoU is at least ``min_iou``: a
+    one-to-one matching with no host loop. People without a match get all-zero keypoints, whose
+    zero confidence means "unknown" to every consumer.
+    """
+    out = boxes.new_zeros((boxes.shape[0], KEYPOINTS, 3))
+    if boxes.shape[0] == 0 or pose_boxes.shape[0] == 0:
+        return out
+    iou = box_iou(boxes, pose_boxes)  # (n, m)
+    best_iou, best_pose = iou.max(1)
+    mutual = iou.argmax(0)[best_pose] == torch.arange(boxes.shape[0], device=boxes.device)
+    matched = mutual & (best_iou >= min_iou)
+    return torch.where(matched[:, None, None], pose_keypoints[best_pose].float(), out)
