@@ -1,0 +1,78 @@
+"""What one diffusion model is made of: its engines, tokenizers, scheduler and the config values the
+stages read. Loaded from a diffusers pipeline folder; the engines come from a caller-supplied factory
+so this package never imports a backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import diffusers
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from transformers import CLIPTokenizer
+
+from refsd_trt.engine import Engine
+
+# (kind, component folder) -> Engine. ``kind`` is a refsd_trt.export.specs kind ("unet",
+# "vae_encoder", "vae_decoder", "text_encoder"); the folder holds the component's config and weights.
+EngineFactory = Callable[[str, Path], Engine]
+
+
+@dataclass
+class DiffusionComponents:
+    unet: Engine
+    vae_encoder: Engine
+    vae_decoder: Engine
+    text_encoders: tuple[Engine, ...]  # SD: (CLIP L,), SDXL: (CLIP L, OpenCLIP bigG with projection)
+    tokenizers: tuple[CLIPTokenizer, ...]
+    scheduler: SchedulerMixin  # a template: every denoising run works on its own copy
+    scaling_factor: float  # VAE latent scale
+    unet_in_channels: int  # 4: img2img, 9: inpainting (latents ‖ mask ‖ masked-image latents)
+    # SDXL pipeline flags, read from model_index.json with diffusers' defaults.
+    force_zeros_for_empty_prompt: bool = True
+    requires_aesthetics_score: bool = False
+
+    @property
+    def sdxl(self) -> bool:
+        return len(self.text_encoders) == 2
+
+    @property
+    def device(self):
+        return self.unet.device
+
+    def new_scheduler(self) -> SchedulerMixin:
+        """A fresh scheduler: schedulers keep per-run state (step index, multistep history)."""
+        return type(self.scheduler).from_config(self.scheduler.config)
+
+
+def load_components(folder: str | Path, make_engine: EngineFactory, scheduler: str | None = None) -> DiffusionComponents:
+    """Read a diffusers pipeline folder (SD or SDXL, img2img or inpainting).
+
+    ``scheduler`` names a diffusers scheduler class (e.g. "DPMSolverMultistepScheduler") to use
+    instead of the folder's, built from the folder's scheduler config as diffusers' ``from_config`` does.
+    """
+    folder = Path(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    vae_cfg = json.loads((folder / "vae" / "config.json").read_text())
+    unet_cfg = json.loads((folder / "unet" / "config.json").read_text())
+    if vae_cfg.get("latents_mean") is not None:
+        # diffusers' inpaint pipelines ignore latents_mean/std when encoding but apply them when
+        # decoding; no model this project runs has them, so refuse rather than guess.
+        raise ValueError(f"{folder}: VAEs with latents_mean/latents_std are not supported")
+    names = [n for n in ("text_encoder", "text_encoder_2") if index.get(n, [None])[0] is not None]
+    scheduler_cls = getattr(diffusers, scheduler or index["scheduler"][1])
+    return DiffusionComponents(
+        unet=make_engine("unet", folder / "unet"),
+        vae_encoder=make_engine("vae_encoder", folder / "vae"),
+        vae_decoder=make_engine("vae_decoder", folder / "vae"),
+        text_encoders=tuple(make_engine("text_encoder", folder / n) for n in names),
+        tokenizers=tuple(CLIPTokenizer.from_pretrained(folder / n.replace("text_encoder", "tokenizer")) for n in names),
+        scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
+        scaling_factor=float(vae_cfg["scaling_factor"]),
+        unet_in_channels=int(unet_cfg["in_channels"]),
+        force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", True)),
+        requires_aesthetics_score=bool(index.get("requires_aesthetics_score", False)),
+    )

@@ -1,0 +1,207 @@
+"""Parity of the diffusion core with diffusers' own pipelines (tiny zoo, CPU, torch engines), and
+batching: a crop's result does not depend on which crops share its batch."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from refsd_trt.diffusion import CropBatch, DiffusionComponents, DiffusionStage, StageSettings, load_components
+from refsd_trt.engine import Engine, TorchEngine
+from refsd_trt.export.specs import spec_for, wrap_for
+
+SIZE = 256  # the tiny models' native resolution (32² latents)
+TOLERANCE = 1e-3  # max abs difference of decoded crops in [0, 1]
+
+
+def torch_engine(kind: str, folder: Path) -> Engine:
+    """The test suite's engine factory: eager torch modules loaded from a diffusers folder."""
+    import diffusers
+    import transformers
+
+    cfg = json.loads((folder / "config.json").read_text())
+    if kind == "unet":
+        module = diffusers.UNet2DConditionModel.from_pretrained(folder)
+    elif kind.startswith("vae"):
+        module = diffusers.AutoencoderKL.from_pretrained(folder)
+    else:
+        module = getattr(transformers, cfg["architectures"][0]).from_pretrained(folder)
+    return TorchEngine(spec_for(kind, cfg), wrap_for(kind, module))
+
+
+@functools.cache
+def torch_components(folder: Path, scheduler: str | None = None) -> DiffusionComponents:
+    return load_components(folder, torch_engine, scheduler)
+
+
+def make_image(seed: int, n: int = 1, size: int = SIZE) -> torch.Tensor:
+    """(n, 3, size, size) in [0, 1]: smooth colour gradients plus texture, so the VAE sees structure."""
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 1, size)
+    base = torch.stack([ramp[None, :].expand(size, size), ramp[:, None].expand(size, size),
+                        torch.full((size, size), 0.5)])
+    return (0.7 * base + 0.3 * torch.rand((n, 3, size, size), generator=g)).clamp(0, 1)
+
+
+def box_mask(n: int = 1, top: int = 64, left: int = 80, height: int = 150, width: int = 90,
+             size: int = SIZE) -> torch.Tensor:
+    mask = torch.zeros((n, 1, size, size))
+    mask[:, :, top:top + height, left:left + width] = 1.0
+    return mask
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """The stage's [-1, 1] output in diffusers' output_type="pt" space."""
+    return (images / 2 + 0.5).clamp(0, 1)
+
+
+def assert_parity(images: torch.Tensor, expected: torch.Tensor) -> None:
+    diff = (to_unit(images) - expected).abs().max().item()
+    print(f"max abs diff vs diffusers: {diff:.2e}")  # the measured figure, shown with pytest -rA
+    assert diff <= TOLERANCE, f"max abs diff {diff:.2e}"
+
+
+def reference(pipeline_cls: str, folder: Path, scheduler: str | None, **call) -> torch.Tensor:
+    import diffusers
+
+    pipe = getattr(diffusers, pipeline_cls).from_pretrained(folder)
+    if scheduler:
+        pipe.scheduler = getattr(diffusers, scheduler).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.inference_mode():
+        # padding_mask_crop stays None: the output is then the whole decoded image, with no
+        # overlay onto the original, which is what the stage returns.
+        return pipe(output_type="pt", height=SIZE, width=SIZE, **call).images
+
+
+@pytest.mark.parametrize("scheduler", [None, "DDIMScheduler", "DPMSolverMultistepScheduler"])
+def test_sdxl_inpaint_matches_diffusers(zoo, scheduler):
+    folder = zoo("sdxl-inpaint")
+    image, mask, prompt, seed = make_image(0), box_mask(), "a photo of a woman wearing a red dress", 11
+    settings = StageSettings(steps=5, strength=0.6, guidance_scale=7.5)
+    expected = reference("StableDiffusionXLInpaintPipeline", folder, scheduler, prompt=prompt, image=image,
+                         mask_image=mask, strength=settings.strength, num_inference_steps=settings.steps,
+                         guidance_scale=settings.guidance_scale, generator=torch.Generator().manual_seed(seed))
+    stage = DiffusionStage(torch_components(folder, scheduler), settings)
+    got = stage.run(CropBatch(image * 2 - 1, [prompt], [torch.Generator().manual_seed(seed)], masks=mask))
+    assert_parity(got.images, expected)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_sd_inpaint_matches_diffusers(zoo, strength):
+    """refsd's removal stage (full strength: pure-noise start) on the SD inpainting model, DDIM."""
+    folder = zoo("sd-inpaint")
+    image, mask, seed = make_image(1), box_mask(top=30, left=100, height=200, width=60), 5
+    settings = StageSettings(steps=6, strength=strength, guidance_scale=7.5, negative_prompt="person")
+    expected = reference("StableDiffusionInpaintPipeline", folder, None, prompt="street background", image=image,
+                         mask_image=mask, strength=strength, num_inference_steps=settings.steps,
+                         guidance_scale=settings.guidance_scale, negative_prompt=settings.negative_prompt,
+                         generator=torch.Generator().manual_seed(seed))
+    stage = DiffusionStage(torch_components(folder), settings)
+    got = stage.run(CropBatch(image * 2 - 1, ["street background"], [torch.Generator().manual_seed(seed)],
+                              masks=mask))
+    assert_parity(got.images, expected)
+
+
+def test_sdxl_img2img_matches_diffusers(zoo):
+    """refsd's refinement: SDXL img2img at strength βd, Euler (the checkpoint's scheduler)."""
+    folder = zoo("sdxl")
+    image, prompt, seed = make_image(2), "a photo of an old man wearing a blue jacket", 3
+    settings = StageSettings(steps=6, strength=0.5, guidance_scale=5.0)
+    expected = reference("StableDiffusionXLImg2ImgPipeline", folder, None, prompt=prompt, image=image,
+                         strength=settings.strength, num_inference_steps=settings.steps,
+                         guidance_scale=settings.guidance_scale, generator=torch.Generator().manual_seed(seed))
+    stage = DiffusionStage(torch_components(folder), settings)
+    got = stage.run(CropBatch(image * 2 - 1, [prompt], [torch.Generator().manual_seed(seed)]))
+    assert_parity(got.images, expected)
+
+
+def test_batched_crops_equal_each_crop_alone(zoo):
+    """3 crops, batches of 2 (the second padded): every crop as if it ran by itself (128² to keep it quick)."""
+    components = torch_components(zoo("sdxl-inpaint"))
+    images, masks = make_image(3, n=3, size=128) * 2 - 1, box_mask(n=3, top=30, left=40, height=80, width=50, size=128)
+    masks[1] = box_mask(top=10, left=10, height=50, width=100, size=128)[0]
+    prompts = ["a photo of a child", "a photo of an old woman wearing a coat", "a man walking in a park"]
+    seeds = [1, 2, 3]
+    settings = StageSettings(steps=4, strength=0.6, guidance_scale=7.5, batch_size=2)
+    batched = DiffusionStage(components, settings).run(
+        CropBatch(images, prompts, [torch.Generator().manual_seed(s) for s in seeds], masks=masks)).images
+    alone = DiffusionStage(components, StageSettings(steps=4, strength=0.6, guidance_scale=7.5, batch_size=1))
+    for i in range(3):
+        single = alone.run(CropBatch(images[i:i + 1], prompts[i:i + 1], [torch.Generator().manual_seed(seeds[i])],
+                                     masks=masks[i:i + 1])).images
+        diff = (batched[i:i + 1] - single).abs().max().item()
+        assert diff <= 1e-4, f"crop {i}: batched differs from alone by {diff:.2e}"
+    # Different prompts and seeds give different crops (the test would pass vacuously otherwise).
+    assert (batched[0] - batched[2]).abs().max() > 1e-2
+
+
+def test_each_distinct_prompt_is_encoded_once(zoo):
+    from refsd_trt.diffusion import PromptEncoder
+
+    components = torch_components(zoo("sdxl"))
+    calls = []
+    counted = [CountingEngine(e, calls) for e in components.text_encoders]
+    encoder = PromptEncoder(DiffusionComponents(**{**components.__dict__, "text_encoders": tuple(counted)}))
+    first = encoder.encode(["a boy", "a girl", "a boy"])
+    again = encoder.encode(["a girl", "a boy"])
+    assert [len(batch) for batch in calls] == [2, 2]  # one call per encoder, the two distinct prompts
+    assert torch.equal(first.hidden[1], again.hidden[0]) and torch.equal(first.pooled[0], again.pooled[1])
+    assert first.hidden.shape == (3, 77, 64) and first.pooled.shape == (3, 32)
+
+
+class CountingEngine:
+    """Forwards to an engine and records the batch of each call."""
+
+    def __init__(self, engine: Engine, calls: list):
+        self.engine, self.calls, self.device = engine, calls, engine.device
+
+    def run(self, feeds, outputs=None):
+        self.calls.append(feeds["input_ids"])
+        return self.engine.run(feeds, outputs)
+
+
+class HostReadError(AssertionError):
+    pass
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Fails any ``Tensor.cpu()/.numpy()/.item()/.tolist()`` inside the block: the calls that copy a
+    device tensor back to the host and stall the GPU stream."""
+    saved = {name: getattr(torch.Tensor, name) for name in ("cpu", "numpy", "item", "tolist")}
+
+    def refuse(name):
+        def method(self, *args, **kwargs):
+            raise HostReadError(f"Tensor.{name}() on the hot path (shape {tuple(self.shape)})")
+        return method
+
+    try:
+        for name in saved:
+            setattr(torch.Tensor, name, refuse(name))
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+@pytest.mark.parametrize("folder, scheduler", [("sdxl-inpaint", "DPMSolverMultistepScheduler"),
+                                               ("sd-inpaint", None), ("sdxl", None)])
+def test_stage_reads_nothing_back_to_the_host(zoo, folder, scheduler):
+    components = torch_components(zoo(folder), scheduler)
+    inpainting = components.unet_in_channels == 9
+    stage = DiffusionStage(components, StageSettings(steps=3, strength=0.7, guidance_scale=5.0, batch_size=2))
+    # 3 crops in batches of 2: the padded batch runs under the guard too. 128² keeps it quick.
+    crops = CropBatch(make_image(4, n=3, size=128) * 2 - 1, ["a photo of a man"] * 3,
+                      [torch.Generator().manual_seed(s) for s in range(3)],
+                      masks=box_mask(n=3, top=20, left=30, height=60, width=40, size=128) if inpainting else None)
+    with no_host_reads():
+        stage.run(crops)
+    with pytest.raises(HostReadError):  # the guard itself works
+        with no_host_reads():
+            crops.images.sum().item()
