@@ -74,8 +74,10 @@ def _build_onnx(req: Request, staging: Path, parent) -> dict:
     validation.save_reference(staging / validation.REFERENCE_FILE, feeds, outputs)
     checked = (validation.validate_onnx(model_file, loaded.spec, staging / validation.REFERENCE_FILE, "float32")
                if req.validate else None)
+    files = loaded.component.files(req.ref)
     return {"config": loaded.config, "cleanup": cleanup, "validation": checked,
-            "source": {"ref": str(req.ref.resolve()), "files": [str(p) for p in loaded.component.files(req.ref)]}}
+            "source": {"ref": str(req.ref.resolve()), "sha256": artifacts.source_digest(files),
+                       "files": [str(p) for p in files]}}
 
 
 # --- onnx-fp16: the fp32 graph converted, validated against the same torch outputs.
@@ -164,7 +166,8 @@ def _export(req: Request, fmt: Format, root: Path, progress: Callable[[str], Non
         return {"format": fmt.name, "component": req.component, "kind": sources.component(req.component).kind,
                 "key": key, "precision": fmt.precision, "opset": req.opset,
                 "inputs": _tensors(spec.inputs, fmt.precision), "outputs": _tensors(spec.outputs, fmt.precision),
-                "profile": spec.profile(), "tools": payload["tools"], **entries}
+                "profile": spec.profile(), "tools": {**(parent.manifest["tools"] if parent else {}), **payload["tools"]},
+                **entries}
 
     made = artifacts.publish(folder, build, fmt.main_file)
     progress(f"{req.component} {fmt.name}: wrote {made.main_file}")
