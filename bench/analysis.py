@@ -1,0 +1,120 @@
+"""From timed runs to the numbers the report shows: per-stage summaries, throughput, where the time
+goes (engine time, orchestration overhead, FLOP/s per stage), refsd-trt/baseline ratios and the
+people-count parity checks."""
+
+from __future__ import annotations
+
+import statistics
+
+from refsd_trt.bench.flops import FlopModel, Throughput
+from refsd_trt.bench.harness import SideRun, Workload
+from refsd_trt.bench.sides import OTHER, STAGES
+from refsd_trt.bench.stats import ratio, speedup, summary
+
+# Stages that are compute by design but run no Engine: the avatar's own torch code (body model,
+# fitting optimiser, rasteriser). Their time is neither engine time nor orchestration.
+NON_ENGINE_STAGES = ("fit", "render")
+# Which stage an engine works for, by a word in the name the method gives it (first match wins).
+ROLE_STAGES = (("detector", "detect"), ("pose", "detect"), ("remov", "remove"), ("refine", "refine"),
+               ("inpaint", "refine"))
+
+
+def stage_of(engine: str) -> str:
+    return next((stage for word, stage in ROLE_STAGES if word in engine), OTHER)
+
+
+def stage_names(runs: list[SideRun]) -> list[str]:
+    """Canonical stages in pipeline order, then any other name a side reported."""
+    seen = {s for run in runs for r in run.repeats for s in r.stages}
+    return [s for s in STAGES if s in seen] + sorted(seen - set(STAGES) - {OTHER}) + ([OTHER] if OTHER in seen else [])
+
+
+def _mean(values) -> float:
+    return statistics.fmean(values)
+
+
+def side_summary(run: SideRun, workload: Workload, stages: list[str]) -> dict:
+    wall = summary([r.wall for r in run.repeats])
+    return {
+        "stages": {s: summary([r.stages.get(s, 0.0) for r in run.repeats]) for s in stages},
+        "end_to_end": wall,
+        "images_per_s": workload.images / wall["mean"],
+        "people_per_s": workload.people / wall["mean"],
+        "memory": run.memory.to_dict(),
+        "people": run.people,
+        "detected": run.detected,
+    }
+
+
+def time_breakdown(run: SideRun, flops: FlopModel | None, peak: float | None) -> dict:
+    """Engine time against the wall time of the pipeline around it (detect + anonymize): what is
+    neither engine time nor the avatar's own compute is orchestration overhead."""
+    engine = _mean([r.engine for r in run.repeats])
+    pipeline = _mean([r.pipeline for r in run.repeats])
+    avatar = _mean([sum(r.stages.get(s, 0.0) for s in NON_ENGINE_STAGES) for r in run.repeats])
+    overhead = pipeline - engine - avatar
+    by_engine: dict[str, float] = {}
+    for r in run.repeats:
+        for c in r.calls:
+            by_engine[c.engine] = by_engine.get(c.engine, 0.0) + c.seconds / len(run.repeats)
+    calls = run.repeats[-1].calls  # every repeat runs the same calls at the same shapes
+    out = {
+        "pipeline_s": pipeline,
+        "engine_s": engine,
+        "non_engine_compute_s": avatar,
+        "non_engine_stages": list(NON_ENGINE_STAGES),
+        "overhead_s": overhead,
+        "overhead_fraction_of_engine": overhead / engine if engine > 0 else None,
+        "engine_s_by_engine": by_engine,
+        "engine_calls": {name: sum(1 for c in calls if c.engine == name) for name in by_engine},
+    }
+    if flops is not None:
+        out["flops"] = flop_breakdown(run, flops, peak)
+    return out
+
+
+def flop_breakdown(run: SideRun, flops: FlopModel, peak: float | None) -> dict:
+    """FLOPs per stage (engines attributed by ``stage_of``) over that stage's wall time, and over
+    the engines' own time."""
+    per_engine = flops.flops_by_engine(run.repeats[-1].calls)
+    per_stage: dict[str, int] = {}
+    for name, count in per_engine.items():
+        per_stage[stage_of(name)] = per_stage.get(stage_of(name), 0) + count
+    engine_time = {name: 0.0 for name in per_engine}
+    for r in run.repeats:
+        for c in r.calls:
+            engine_time[c.engine] += c.seconds / len(run.repeats)
+    stage_time = {s: _mean([r.stages.get(s, 0.0) for r in run.repeats]) for s in per_stage}
+    return {
+        "by_stage": {s: Throughput(n, stage_time[s], peak).to_dict() for s, n in per_stage.items()},
+        "by_engine": {e: Throughput(n, engine_time[e], peak).to_dict() for e, n in per_engine.items()},
+        "engines_total": Throughput(sum(per_engine.values()), sum(engine_time.values()), peak).to_dict(),
+        "peak_gflops": None if peak is None else peak / 1e9,
+    }
+
+
+def comparison(ours: dict, baseline: dict, stages: list[str]) -> dict:
+    """refsd-trt / baseline per stage (mean seconds; below 1 is faster) and end to end."""
+    def mean(side: dict, stage: str) -> float | None:
+        s = side["stages"].get(stage)
+        return s["mean"] if s and s["mean"] > 0 else None
+
+    e2e = ratio(ours["end_to_end"]["mean"], baseline["end_to_end"]["mean"])
+    return {
+        "ratio_by_stage": {s: ratio(mean(ours, s), mean(baseline, s)) for s in stages},
+        "ratio_end_to_end": e2e,
+        "speedup_end_to_end": speedup(ours["end_to_end"]["mean"], baseline["end_to_end"]["mean"]),
+    }
+
+
+def parity(ours: SideRun, baseline: SideRun, workload: Workload) -> dict:
+    expected = [s.count for s in workload.scenes]
+    return {
+        "people_expected": expected,
+        "people_refsd_trt": ours.people,
+        "people_baseline": baseline.people,
+        "people_match": ours.people == baseline.people == expected,
+        "detector_refsd_trt": ours.detected,
+        "detector_baseline": baseline.detected,
+        "detector_counts_match": ours.detected == baseline.detected,
+    }

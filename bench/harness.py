@@ -1,0 +1,120 @@
+"""The timed loop shared by both sides: decode → detect → anonymize → encode, warm-up runs first,
+then repeated runs, each one timed per stage and end to end."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from refsd_trt.bench.instrument import EngineCall, EngineRecorder
+from refsd_trt.bench.machine import MemoryPeak, PeakMemory
+from refsd_trt.bench.scenes import Scene
+from refsd_trt.bench.sides import Side
+
+
+@dataclass
+class Workload:
+    """Scenes and the PNG files that hold them (decoding those files is the first timed stage)."""
+
+    name: str
+    scenes: list[Scene]
+    paths: list[Path]
+
+    @classmethod
+    def write(cls, name: str, scenes: list[Scene], folder: Path) -> Workload:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for scene in scenes:
+            path = folder / f"{scene.key}.png"
+            Image.fromarray(scene.image).save(path)
+            paths.append(path)
+        return cls(name, scenes, paths)
+
+    @property
+    def images(self) -> int:
+        return len(self.scenes)
+
+    @property
+    def people(self) -> int:
+        return sum(s.count for s in self.scenes)
+
+    def describe(self) -> dict:
+        sizes = sorted({tuple(s.image.shape[:2]) for s in self.scenes})
+        return {"name": self.name, "images": self.images, "people": self.people,
+                "people_per_image": [s.count for s in self.scenes], "sizes_hw": [list(s) for s in sizes],
+                "synthetic": all(s.synthetic for s in self.scenes)}
+
+
+@dataclass
+class Repeat:
+    stages: dict[str, float]  # canonical stage -> seconds over the workload
+    wall: float  # end to end: first decode to last encode
+    pipeline: float  # detect + anonymize: what engine time is compared with
+    calls: list[EngineCall] = field(default_factory=list)
+
+    @property
+    def engine(self) -> float:
+        return sum(c.seconds for c in self.calls)
+
+
+@dataclass
+class SideRun:
+    side: str
+    repeats: list[Repeat]
+    people: list[int]  # people each output accounts for (the last repeat's)
+    detected: list[int]  # people the side's own detector found per image
+    memory: MemoryPeak
+
+
+def _sync(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_once(side: Side, workload: Workload, out: Path, oracle: bool, device: torch.device | None = None
+             ) -> tuple[Repeat, list[int], list[int]]:
+    """One timed pass. ``oracle``: anonymize the scenes' known people (the detector still runs and
+    is timed, its counts kept for the parity check); otherwise the side's own detections."""
+    clock = time.perf_counter
+    stages: dict[str, float] = {}
+    with EngineRecorder(side.engines) as recorder:
+        start = clock()
+        images = side.decode(workload.paths)
+        stages["decode"] = clock() - start
+
+        began = clock()
+        detected = side.detect(images)
+        _sync(device)
+        stages["detect"] = clock() - began
+
+        people = [s.people for s in workload.scenes] if oracle else detected
+        result = side.anonymize(images, people, [s.key for s in workload.scenes])
+        _sync(device)
+        pipeline = clock() - began
+        stages.update(result.stages)
+
+        began = clock()
+        side.encode(result.images, out)
+        stages["encode"] = clock() - began
+        wall = clock() - start
+    return Repeat(stages, wall, pipeline, recorder.calls), result.people, [len(d) for d in detected]
+
+
+def run_side(side: Side, workload: Workload, warmup: int, repeats: int, out: Path, oracle: bool,
+             device: torch.device | None = None, rss_before: int | None = None) -> SideRun:
+    """``warmup`` untimed runs (engine allocation, caches, lazy imports), then ``repeats`` timed
+    ones; outputs of each run overwrite the previous in ``out``. ``rss_before``: the process's
+    resident size before the side was built, so memory growth includes its models."""
+    out.mkdir(parents=True, exist_ok=True)
+    for _ in range(warmup):
+        run_once(side, workload, out, oracle, device)
+    timed = []
+    with PeakMemory(device or torch.device("cpu"), rss_before) as memory:
+        for _ in range(repeats):
+            repeat, people, detected = run_once(side, workload, out, oracle, device)
+            timed.append(repeat)
+    return SideRun(side.name, timed, people, detected, memory.result)

@@ -1,0 +1,63 @@
+"""The report on disk (``bench.json``) and its short text form for the terminal."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+REPORT_NAME = "bench.json"
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: such values are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_report(report: dict, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / REPORT_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:9.1f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_summary(report: dict) -> str:
+    lines = []
+    for method, data in report["methods"].items():
+        for name, w in data["workloads"].items():
+            info, ours, base, comp = w["workload"], w["refsd-trt"], w["baseline"], w["comparison"]
+            lines.append(f"{method} / {name}: {info['images']} images, {info['people']} people")
+            lines.append(f"  {'stage':10} {'refsd-trt ms':>12} {'baseline ms':>12} {'ratio':>6}")
+            for stage, r in comp["ratio_by_stage"].items():
+                lines.append(f"  {stage:10} {_ms(ours['stages'][stage]['mean']):>12} "
+                             f"{_ms(base['stages'][stage]['mean']):>12} {_x(r):>6}")
+            lines.append(f"  {'end2end':10} {_ms(ours['end_to_end']['mean']):>12} "
+                         f"{_ms(base['end_to_end']['mean']):>12} {_x(comp['ratio_end_to_end']):>6}"
+                         f"   speedup {_x(comp['speedup_end_to_end'])}x")
+            lines.append(f"  people/s {ours['people_per_s']:.2f} vs {base['people_per_s']:.2f}; people match: "
+                         f"{w['parity']['people_match']}; detector counts match: {w['parity']['detector_counts_match']}")
+            where = ours.get("where_the_time_goes")
+            if where and where["overhead_fraction_of_engine"] is not None:
+                lines.append(f"  engine {where['engine_s']:.3f} s of pipeline {where['pipeline_s']:.3f} s; "
+                             f"overhead {where['overhead_fraction_of_engine'] * 100:.1f} % of engine time")
+    for t in report["targets"]:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[t["passed"]]
+        measured = "-" if t["measured"] is None else f"{t['measured']:.3f}"
+        lines.append(f"{verdict} {t['method']:8} {t['name']}: {measured} ({t['description']})")
+    return "\n".join(lines)

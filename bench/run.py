@@ -1,0 +1,174 @@
+"""One benchmark run: for each method, refsd-trt and the baseline on the same workloads, one after
+the other in this process (refsd-trt first, released before the baseline loads), then refsd-trt's
+scaling sweeps; returns the report as a dict."""
+
+from __future__ import annotations
+
+import gc
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from refsd_trt.bench import analysis, scaling, targets
+from refsd_trt.bench.baseline import BaselineSide
+from refsd_trt.bench.flops import FlopModel, peak_flops
+from refsd_trt.bench.harness import SideRun, Workload, run_side
+from refsd_trt.bench.machine import machine_info, rss_bytes
+from refsd_trt.bench.scenes import sample_scenes, synthetic_scenes
+from refsd_trt.config import RunConfig
+from refsd_trt.presets import PRESETS
+
+REPORT_SCHEMA = 1
+ORACLE_NOTE = (
+    "The {preset} preset's detector has random weights and finds no real people, so both sides "
+    "anonymize the people each scene is known to contain (hand-measured boxes with ellipse masks: "
+    "the 'oracle'), passed to refsd-trt as Anonymizer(images, detections=...) and to the baseline "
+    "directly. Each side's own detector (refsd-trt's engine, ultralytics' predictor; same weights) "
+    "still runs on every image and is timed; their people counts must agree (parity check).")
+DETECTOR_NOTE = "Each side anonymizes the people its own detector finds; the counts must agree."
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    preset: str = "tiny"
+    methods: tuple[str, ...] = ("inpaint", "refsd")
+    images: int = 8
+    people: int = 4
+    size: tuple[int, int] = (512, 512)  # height, width of the synthetic scenes
+    repeats: int = 3
+    warmup: int = 1
+    steps: int = 4
+    batch_size: int = 8
+    seed: int = 0
+    device: str = "auto"
+    backend: str = "auto"
+    samples: bool = True  # also time the packaged photos (bus, zidane, astronaut)
+    sweep: scaling.SweepSettings | None = field(default_factory=scaling.SweepSettings)
+    flops: bool = True
+
+    def run_config(self, method: str) -> RunConfig:
+        return RunConfig(preset=self.preset, method=method, steps=self.steps, batch_size=self.batch_size,
+                         seed=self.seed, device=self.device, backend=self.backend)
+
+
+def _workloads(settings: BenchSettings, folder: Path) -> list[Workload]:
+    synthetic = synthetic_scenes(settings.images, settings.people, settings.size, settings.seed)
+    found = [Workload.write("synthetic", synthetic, folder / "synthetic")]
+    if settings.samples:
+        found.append(Workload.write("samples", sample_scenes(), folder / "samples"))
+    return found
+
+
+def _release() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_method(settings: BenchSettings, method: str, workloads: list[Workload], work: Path,
+               progress: Callable[[str], None]) -> dict:
+    from refsd_trt.api import Anonymizer
+    from refsd_trt.bench.ours import RefsdTrtSide
+
+    preset = PRESETS[settings.preset]
+    oracle = preset.zoo  # random detectors find nobody: use the scenes' own people
+    config = settings.run_config(method)
+    runs: dict[str, dict[str, SideRun]] = {w.name: {} for w in workloads}
+
+    progress(f"[{method}] refsd-trt: building the Anonymizer ({settings.preset})")
+    before = rss_bytes()
+    anonymizer = Anonymizer.from_preset(settings.preset, config)
+    device = anonymizer.device
+    ours = RefsdTrtSide(anonymizer)
+    for w in workloads:
+        progress(f"[{method}] refsd-trt: {w.name} ({w.images} images, {w.people} people), "
+                 f"{settings.warmup} warm-up + {settings.repeats} timed")
+        runs[w.name]["refsd-trt"] = run_side(ours, w, settings.warmup, settings.repeats, work / method / "refsd-trt",
+                                             oracle, device, before)
+    # Engine attribution and FLOP counts need the engines, so they are taken before they are released.
+    flops = FlopModel(anonymizer.engines) if settings.flops else None
+    peak = peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None)
+    breakdowns = {w.name: analysis.time_breakdown(runs[w.name]["refsd-trt"], flops, peak) for w in workloads}
+    sweeps = {}
+    if settings.sweep is not None:
+        progress(f"[{method}] refsd-trt: scaling sweeps")
+        sweeps = {
+            "people_per_image": scaling.people_sweep(ours, settings.sweep, settings.size, settings.seed),
+            "batch_size": scaling.batch_sweep(
+                lambda b: RefsdTrtSide(Anonymizer.from_preset(settings.preset, replace(config, batch_size=b))),
+                settings.sweep, settings.size, settings.seed),
+            "image_size": scaling.size_sweep(ours, settings.sweep, settings.seed),
+        }
+    del ours, anonymizer, flops
+    _release()
+
+    progress(f"[{method}] baseline: loading diffusers pipelines and the ultralytics predictor")
+    before = rss_bytes()
+    baseline = BaselineSide(preset, config, method, device)
+    for w in workloads:
+        progress(f"[{method}] baseline: {w.name}")
+        runs[w.name]["baseline"] = run_side(baseline, w, settings.warmup, settings.repeats, work / method / "baseline",
+                                            oracle, device, before)
+    del baseline
+    _release()
+
+    report = {"workloads": {}, "scaling": sweeps}
+    for w in workloads:
+        side_runs = runs[w.name]
+        stages = analysis.stage_names(list(side_runs.values()))
+        ours_summary = analysis.side_summary(side_runs["refsd-trt"], w, stages)
+        ours_summary["where_the_time_goes"] = breakdowns[w.name]
+        base_summary = analysis.side_summary(side_runs["baseline"], w, stages)
+        report["workloads"][w.name] = {
+            "workload": w.describe(),
+            "refsd-trt": ours_summary,
+            "baseline": base_summary,
+            "comparison": analysis.comparison(ours_summary, base_summary, stages),
+            "parity": analysis.parity(side_runs["refsd-trt"], side_runs["baseline"], w),
+        }
+    return report
+
+
+def method_targets(method: str, report: dict, batch_size: int) -> list[targets.Target]:
+    main = report["workloads"]["synthetic"]
+    breakdown = main["refsd-trt"].get("where_the_time_goes", {})
+    found = [targets.speedup_target(method, main["comparison"]["speedup_end_to_end"]),
+             targets.overhead_target(method, breakdown.get("overhead_fraction_of_engine"))]
+    if report["scaling"]:
+        found.append(targets.scaling_target(method, report["scaling"]["people_per_image"], batch_size))
+    return found
+
+
+def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lambda _: None) -> dict:
+    from refsd_trt.api import resolve_device
+
+    preset = PRESETS[settings.preset]
+    device = resolve_device(settings.device)
+    with tempfile.TemporaryDirectory(prefix="refsd-trt-bench-") as tmp:
+        work = Path(tmp)
+        workloads = _workloads(settings, work / "inputs")
+        methods = {m: run_method(settings, m, workloads, work, progress) for m in settings.methods}
+    checked = [t for m, r in methods.items() for t in method_targets(m, r, settings.batch_size)]
+    return {
+        "schema": REPORT_SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(device),
+        "settings": asdict(settings),
+        "people_source": {"kind": "oracle" if preset.zoo else "detector",
+                          "note": (ORACLE_NOTE.format(preset=preset.name) if preset.zoo else DETECTOR_NOTE)},
+        "notes": [
+            "Stage times are seconds over the whole workload (all images), mean/p50/p90 over the timed repeats.",
+            "'other' is time inside anonymize that no stage claims (host copies, the fail-closed check).",
+            "The inpaint method's diffusion stage is reported as 'refine' on both sides.",
+            "Ratios are refsd-trt / baseline (below 1: refsd-trt faster); speedup is baseline / refsd-trt.",
+            ("FLOPs count convolutions, matrix products and attention (torch's FlopCounterMode), per engine "
+             "call at the shapes it ran; a stage's achieved FLOP/s divides by that stage's wall time."),
+        ],
+        "methods": methods,
+        "targets": [t.to_dict() for t in checked],
+        "targets_passed": all(t.passed for t in checked if t.passed is not None),
+    }

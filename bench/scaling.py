@@ -1,0 +1,70 @@
+"""How refsd-trt's time grows: per person as people per image and batch size grow, and against
+image size. Only the anonymize step is timed (decode, detection and encode do not depend on the
+people), median of ``repeats`` runs after one warm-up. The baseline is left out: it processes one
+person at a time, so its time per person is flat by construction.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from refsd_trt.bench.scenes import Scene, synthetic_scenes
+from refsd_trt.bench.sides import Side
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    people: tuple[int, ...] = (1, 2, 4, 8, 16)  # per image, one image per call
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8)  # images per Anonymizer call
+    batch_images: int = 8  # images (of ``batch_people`` each) the batch-size sweep runs
+    batch_people: int = 2
+    sizes: tuple[int, ...] = (256, 512, 768, 1024)  # square images of ``size_people`` people
+    size_people: int = 4
+    repeats: int = 2
+
+
+def time_anonymize(side: Side, scenes: Sequence[Scene], repeats: int) -> float:
+    images = [s.image for s in scenes]
+    people, keys = [s.people for s in scenes], [s.key for s in scenes]
+    side.anonymize(images, people, keys)  # warm-up: new shapes allocate and compile here
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        side.anonymize(images, people, keys)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _point(key: str, value: int, seconds: float, scenes: Sequence[Scene]) -> dict:
+    people = sum(s.count for s in scenes)
+    return {key: value, "images": len(scenes), "people": people, "seconds": seconds,
+            "seconds_per_person": seconds / people, "seconds_per_image": seconds / len(scenes)}
+
+
+def people_sweep(side: Side, settings: SweepSettings, size: tuple[int, int], seed: int) -> list[dict]:
+    points = []
+    for n in settings.people:
+        scenes = synthetic_scenes(1, n, size, seed)
+        points.append(_point("people_per_image", n, time_anonymize(side, scenes, settings.repeats), scenes))
+    return points
+
+
+def batch_sweep(make_side: Callable[[int], Side], settings: SweepSettings, size: tuple[int, int],
+                seed: int) -> list[dict]:
+    """``make_side(batch_size)`` builds a side whose Anonymizer batches that many images."""
+    scenes = synthetic_scenes(settings.batch_images, settings.batch_people, size, seed)
+    points = []
+    for b in settings.batch_sizes:
+        points.append(_point("batch_size", b, time_anonymize(make_side(b), scenes, settings.repeats), scenes))
+    return points
+
+
+def size_sweep(side: Side, settings: SweepSettings, seed: int) -> list[dict]:
+    points = []
+    for edge in settings.sizes:
+        scenes = synthetic_scenes(1, settings.size_people, (edge, edge), seed)
+        points.append(_point("size", edge, time_anonymize(side, scenes, settings.repeats), scenes))
+    return points
