@@ -124,3 +124,26 @@ def test_seg_matches_ultralytics_predictor(zoo, native_photos):
         counts.append((name, len(ours), float(iou[kept].min()), min(mask_ious)))
         assert ours.masks.shape[1:] == image.shape[:2] and ours.mask_source == "segmentation"
     print("seg parity (image, people, min box IoU, min mask IoU):", counts)
+
+
+def test_pose_matches_ultralytics_predictor(zoo, native_photos):
+    from refsd_trt.detection import YoloPoseEstimator
+
+    conf, counts = 0.25, []
+    for name, image in native_photos:
+        yolo, engine = _awake_pair(zoo("yolov8-pose") / "yolov8n-pose.pt", "yolo_pose", {"nc": 1, "nk": KEYPOINTS * 3},
+                                   image, prior=-3.0)
+        size = max(image.shape[:2])
+        boxes, keypoints = YoloPoseEstimator(engine, conf=conf, imgsz=size).estimate([_tensor(image)])[0]
+        theirs = yolo.predict(np.ascontiguousarray(image[..., ::-1]), imgsz=size, conf=conf, verbose=False)[0]
+        assert len(boxes) == len(theirs.boxes), name
+        if not len(boxes):
+            continue
+        index, iou = _match(boxes, theirs.boxes.xyxy)
+        assert iou.min() >= 0.99, (name, iou)
+        error = (keypoints[..., :2] - theirs.keypoints.xy[index]).abs().max()
+        assert error <= 1.0, (name, error)
+        assert torch.allclose(keypoints[..., 2], theirs.keypoints.conf[index], atol=1e-3)
+        counts.append((name, len(boxes), float(iou.min()), float(error)))
+    assert sum(c[1] for c in counts) >= 3
+    print("pose parity (image, people, min box IoU, max keypoint error px):", counts)

@@ -7,7 +7,9 @@ from a crop around it (the margin gives GrabCut background to learn from), at a 
 size because GrabCut's cost grows with the pixel count and a person's silhouette needs no more.
 
 When GrabCut fails (OpenCV error, a box with no room around it) or keeps too little of the box to
-be a person, the mask is the ellipse inscribed in the box: a smooth, conservative cover.
+be a person, the mask is the ellipse inscribed in the box: a smooth, conservative cover. When the
+box has no room around it (touching the image on all sides) the seed has no sure background and
+the result is judged by the same fill test.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 class GrabCutMasker:
     source = "grabcut"
 
-    def __init__(self, iterations: int = 4, margin: float = 0.15, max_side: int = 256, min_fill: float = 0.2):
+    def __init__(self, iterations: int = 4, margin: float = 0.3, max_side: int = 256, min_fill: float = 0.2):
         """``margin``: crop border around the box, as a fraction of the box's longer side;
         ``max_side``: the crop's longer side during GrabCut; ``min_fill``: the smallest fraction of
         the box a real person mask covers (below it the result is degenerate)."""
@@ -50,19 +52,24 @@ class GrabCutMasker:
         crop = pixels[cy1:cy2, cx1:cx2]
         scale = min(1.0, self.max_side / max(crop.shape[:2]))
         small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else crop
-        rect = (round((x1 - cx1) * scale), round((y1 - cy1) * scale),
-                max(round((x2 - x1) * scale), 1), max(round((y2 - y1) * scale), 1))
-        labels = np.zeros(small.shape[:2], dtype=np.uint8)
+        # Seed: outside the box is background; inside, the inscribed ellipse is probably the person
+        # and the box's corners probably not (on the astronaut, better than GrabCut's plain
+        # rectangle start: IoU 0.67 against 0.60 with a traced outline).
+        local = [(box[0] - cx1) * scale, (box[1] - cy1) * scale, (box[2] - cx1) * scale, (box[3] - cy1) * scale]
+        labels = np.full(small.shape[:2], cv2.GC_BGD, dtype=np.uint8)
+        labels[round(local[1]):round(local[3]), round(local[0]):round(local[2])] = cv2.GC_PR_BGD
+        labels[ellipse_mask(np.zeros(small.shape[:2], dtype=bool), local)] = cv2.GC_PR_FGD
+        cv2.setRNGSeed(0)  # GrabCut's k-means start draws from OpenCV's global generator
         try:
-            cv2.grabCut(small, labels, rect, np.zeros((1, 65)), np.zeros((1, 65)), self.iterations,
-                        cv2.GC_INIT_WITH_RECT)
+            cv2.grabCut(small, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), self.iterations,
+                        cv2.GC_INIT_WITH_MASK)
         except cv2.error:
             return ellipse_mask(full, box)
         person = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
         if scale < 1:
             person = cv2.resize(person, (cx2 - cx1, cy2 - cy1), interpolation=cv2.INTER_NEAREST)
         full[cy1:cy2, cx1:cx2] = person.astype(bool)
-        full[:, :x1] = full[:, x2:] = False  # GrabCut never labels outside its rect; resizing can
+        full[:, :x1] = full[:, x2:] = False  # GrabCut keeps the seeded background; resizing may not
         full[:y1] = full[y2:] = False
         if full.sum() < self.min_fill * (x2 - x1) * (y2 - y1):
             return ellipse_mask(np.zeros_like(full), box)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torchvision.ops import box_iou
 
-from refsd_trt.detection.letterbox import Placement
+from refsd_trt.detection.letterbox import Letterboxed, Placement
+from refsd_trt.detection.runner import Layout, YoloRunner
+from refsd_trt.engine.base import Engine
 
 KEYPOINTS = 17  # COCO order
 MATCH_IOU = 0.5  # a pose box and a seg box with less overlap than this are different people
@@ -17,6 +21,23 @@ def keypoints_to_image(extras: torch.Tensor, placement: Placement) -> torch.Tens
     whatever its confidence."""
     kpts = extras.view(-1, KEYPOINTS, 3)
     return torch.cat((placement.to_image(kpts[..., :2]), kpts[..., 2:]), dim=-1)
+
+
+class YoloPoseEstimator:
+    """People and their keypoints from a YOLOv8-pose engine (one class: person)."""
+
+    def __init__(self, engine: Engine, conf: float = 0.25, iou: float = 0.7, max_det: int = 300,
+                 imgsz: int = 640, stride: int = 32):
+        self.runner = YoloRunner(engine, (0,), KEYPOINTS * 3, conf, iou, max_det, imgsz, stride)
+
+    def estimate(self, images: Sequence[torch.Tensor], shared: tuple[Layout, Letterboxed] | None = None,
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image, (boxes (n, 4), keypoints (n, 17, 3)) in image pixels. ``shared``: another
+        engine's letterboxed batch of the same images, reused when this engine's layout is equal."""
+        layout = self.runner.layout([(int(x.shape[1]), int(x.shape[2])) for x in images])
+        batch = shared[1] if shared is not None and shared[0] == layout else self.runner.letterbox(images, layout)
+        found, _ = self.runner.run(batch)
+        return [(p.to_image(s.boxes), keypoints_to_image(s.extras, p)) for p, s in zip(batch.placements, found)]
 
 
 def attach_keypoints(boxes: torch.Tensor, pose_boxes: torch.Tensor, pose_keypoints: torch.Tensor,
