@@ -153,9 +153,10 @@ def publish(folder: Path, build: Callable[[Path], dict], main_file: str) -> Arti
         }
         if main_file not in files:
             raise RuntimeError(f"build of {folder.name} wrote no {main_file}")
-        manifest = {**entries, "main_file": main_file, "files": files,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        text = json.dumps({**entries, "main_file": main_file, "files": files,
+                           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2, default=str)
+        (staging / MANIFEST).write_text(text)
+        manifest = json.loads(text)  # what a later cache hit reads back: lists, not tuples
         if folder.exists():  # a corrupt predecessor, or a concurrent build that finished first
             _discard(folder)
         os.replace(staging, folder)

@@ -1,0 +1,114 @@
+"""load_engine: every backend behind one call, auto selection measured once and recorded, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from refsd_trt.engine import timing
+from refsd_trt.engine.factory import choose_backend, load_engine
+from refsd_trt.engine.onnxruntime_backend import OrtEngine
+from refsd_trt.engine.torch_backend import TorchEngine
+from refsd_trt.export.formats import export
+
+
+@pytest.fixture
+def pipeline(zoo):
+    return zoo("sd-inpaint")
+
+
+def test_torch_and_onnxruntime_agree_through_one_entry_point(pipeline, tmp_path):
+    eager = load_engine(pipeline, "vae_encoder", backend="torch")
+    ort = load_engine(pipeline, "vae_encoder", backend="onnxruntime", root=tmp_path, threads=2)
+    assert isinstance(eager, TorchEngine) and isinstance(ort, OrtEngine)
+    feeds = eager.spec.example_inputs(batch=1, height=256, width=256)
+    got, want = ort.run(feeds), eager.run(feeds)
+    torch.testing.assert_close(got["latent_parameters"], want["latent_parameters"], atol=1e-4, rtol=1e-4)
+
+
+def test_fp16_loads_the_fp16_artifact(pipeline, tmp_path):
+    engine = load_engine(pipeline, "text_encoder", backend="onnxruntime", precision="float16", root=tmp_path)
+    assert engine.precision == "float16"
+    out = engine.run(engine.spec.example_inputs("float16", batch=2, tokens=77))
+    assert out["pooled"].dtype == torch.float16
+
+
+def test_artifact_folder_is_a_source(pipeline, tmp_path):
+    artifact = export(pipeline, "text_encoder", "onnx-fp16", root=tmp_path)
+    engine = load_engine(artifact.folder, backend="onnxruntime", root=tmp_path)
+    assert engine.precision == "float16" and engine.spec.name == "text_encoder"
+
+
+def test_auto_measures_once_records_the_winner_and_reuses_it(pipeline, tmp_path, monkeypatch):
+    messages = []
+    engine = load_engine(pipeline, "text_encoder", backend="auto", root=tmp_path, progress=messages.append)
+    manifest = export(pipeline, "text_encoder", "onnx", root=tmp_path).manifest
+    (record,) = manifest["backends"][timing.device_key(torch.device("cpu"))].values()
+    assert set(record["timings_ms"]) == {"torch", "onnxruntime"} and record["winner"] in record["timings_ms"]
+    assert engine.backend.startswith(record["winner"])
+    assert any("->" in m for m in messages)
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("auto timed again although a winner is recorded")
+
+    monkeypatch.setattr(timing, "median_ms", no_timing)
+    again = choose_backend(pipeline, "text_encoder", torch.device("cpu"), "float32", root=tmp_path)
+    assert again == record["winner"]
+
+
+def test_auto_skips_a_backend_that_fails(pipeline, tmp_path, monkeypatch):
+    import refsd_trt.engine.factory as factory
+
+    real = factory._build
+
+    def torch_breaks(backend, *args, **kwargs):
+        if backend == "torch":
+            raise RuntimeError("no kernel for this op")
+        return real(backend, *args, **kwargs)
+
+    monkeypatch.setattr(factory, "_build", torch_breaks)
+    assert choose_backend(pipeline, "text_encoder", torch.device("cpu"), "float32", root=tmp_path) == "onnxruntime"
+
+
+def test_bad_arguments(pipeline, tmp_path):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        load_engine(pipeline, "unet", backend="tvm")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_engine(pipeline, "unet", precision="int8")
+    with pytest.raises(ValueError, match="name the component"):
+        load_engine(pipeline)
+
+
+def _cli(*argv) -> int:
+    from refsd_trt.export.cli import register
+
+    parser = argparse.ArgumentParser(prog="refsd-trt")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([str(a) for a in argv])
+    return args.func(args)
+
+
+def test_cli_export_then_build(pipeline, tmp_path, capsys):
+    assert _cli("export", pipeline, "-c", "text_encoder", "-f", "onnx", "--out", tmp_path) == 0
+    printed = capsys.readouterr().out
+    assert "text_encoder onnx: wrote" in printed and "manifest:" in printed
+    manifest = next(tmp_path.glob("text_encoder-onnx-*/manifest.json"))
+    assert json.loads(manifest.read_text())["validation"]["tolerance"] == 1e-4
+
+    assert _cli("build", pipeline, "-c", "text_encoder", "--device", "cpu", "--precision", "fp32",
+                "--shape", "batch=2,tokens=77", "--out", tmp_path) == 0
+    assert "auto backend for text_encoder:" in capsys.readouterr().out
+    assert "batch=2,tokens=77" in next(iter(json.loads(manifest.read_text())["backends"].values()))
+
+    assert _cli("build", manifest.parent, "--backend", "onnxruntime", "--device", "cpu", "--out", tmp_path) == 0
+    assert "onnxruntime-cpu ready" in capsys.readouterr().out
+
+
+def test_cli_rejects_malformed_shapes(pipeline):
+    with pytest.raises(SystemExit):
+        _cli("build", pipeline, "-c", "unet", "--shape", "batch")
+    with pytest.raises(SystemExit):
+        _cli("export", pipeline, "-c", "unet", "--profile", "height=1024:512:256")
