@@ -10,7 +10,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 import torch
-
 from refsd_trt.export.specs import ModelSpec
 
 

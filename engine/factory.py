@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
-
 from refsd_trt.engine import timing
 from refsd_trt.engine.base import Engine
 from refsd_trt.export import artifacts, sources
@@ -117,7 +116,7 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
             engine = _build(backend, ref, component, device, precision, root, progress)
             timings[backend] = timing.median_ms(engine, spec.example_inputs(precision, device, **axes))
             engine.close()
-        except Exception as exc:  # a backend that cannot run this model here simply does not compete
+        except Exception as exc:  # noqa: BLE001 -- a backend that cannot run this model here does not compete
             errors[backend] = f"{type(exc).__name__}: {exc}"
             log.warning("%s on %s cannot run %s: %s", backend, where, component, exc)
     if not timings:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import onnxruntime as ort
 import torch
-
 from refsd_trt.engine.base import Engine
 from refsd_trt.engine.dtypes import NUMPY, ORT, float_precision
 from refsd_trt.export.specs import ModelSpec

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-
 from refsd_trt.engine.base import Engine
 from refsd_trt.engine.dtypes import float_precision
 from refsd_trt.export.specs import ModelSpec
@@ -110,7 +109,10 @@ class TrtEngine(Engine):
 
     def _bind_scratch(self) -> None:
         if self._scratch_generation != self.scratch.generation:
-            self.context.set_device_memory(self.scratch.pointer, self._scratch_bytes)
+            if hasattr(self.context, "set_device_memory"):  # TensorRT >= 10.1
+                self.context.set_device_memory(self.scratch.pointer, self._scratch_bytes)
+            else:
+                self.context.device_memory = self.scratch.pointer
             self._scratch_generation = self.scratch.generation
             self._graphs.clear()  # captured graphs hold the old scratch pointer
 

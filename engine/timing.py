@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping
 
 import torch
-
 from refsd_trt.engine.base import Engine
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import nn
-
 from refsd_trt.engine.base import Engine
 from refsd_trt.export.specs import ModelSpec
+from torch import nn
 
 
 class TorchEngine(Engine):

@@ -95,7 +95,6 @@ def run_build(args) -> int:
     for component in args.component or [None]:
         if args.backend == "auto":
             import torch
-
             from refsd_trt.engine.factory import resolve_source
 
             ref, name, precision = resolve_source(args.model, component, precision)

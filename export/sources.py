@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from refsd_trt.export.specs import ModelSpec, spec_for, wrap_for
 from torch import nn
 
-from refsd_trt.export.specs import ModelSpec, spec_for, wrap_for
 from refsd_trt.models import loaders
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".txt")

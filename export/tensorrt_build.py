@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from refsd_trt.export.artifacts import write_atomic
+
 from refsd_trt.paths import cache_dir
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-
 from refsd_trt.export import onnx_files
 from refsd_trt.export.sources import Loaded
 

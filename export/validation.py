@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-
 from refsd_trt.export.specs import ModelSpec
 
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2}
@@ -48,7 +47,10 @@ def load_reference(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
-    pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+
+    def pick(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
     return pick("input."), pick("output.")
 
 

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from refsd_trt.engine import timing
 from refsd_trt.engine.factory import choose_backend, load_engine
 from refsd_trt.engine.onnxruntime_backend import OrtEngine
@@ -60,7 +59,7 @@ def test_auto_measures_once_records_the_winner_and_reuses_it(pipeline, tmp_path,
 
 
 def test_auto_skips_a_backend_that_fails(pipeline, tmp_path, monkeypatch):
-    import refsd_trt.engine.factory as factory
+    from refsd_trt.engine import factory
 
     real = factory._build
 

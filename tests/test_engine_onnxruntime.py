@@ -6,10 +6,9 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
-
 from refsd_trt.engine.onnxruntime_backend import OrtEngine
 from refsd_trt.export.specs import AxisRange, ModelSpec, TensorSpec
+from torch import nn
 
 
 class Upsampler(nn.Module):

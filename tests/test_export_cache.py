@@ -8,7 +8,6 @@ import logging
 
 import pytest
 import torch
-
 from refsd_trt.export import artifacts, formats, torch_to_onnx
 from refsd_trt.export.formats import export
 from refsd_trt.export.specs import AxisRange
@@ -92,10 +91,10 @@ def test_publish_is_atomic_when_a_build_fails(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,error", [
-    (dict(component="vae"), "unknown component 'vae'"),
-    (dict(format="coreml"), "unknown format 'coreml'"),
-    (dict(opset=11), "opset must be in 17..20"),
-    (dict(ref="/no/such/model"), "no such model folder"),
+    ({"component": "vae"}, "unknown component 'vae'"),
+    ({"format": "coreml"}, "unknown format 'coreml'"),
+    ({"opset": 11}, "opset must be in 17..20"),
+    ({"ref": "/no/such/model"}, "no such model folder"),
 ])
 def test_arguments_are_validated(text_encoder, tmp_path, kwargs, error):
     args = {"ref": text_encoder, "component": "text_encoder", "format": "onnx", **kwargs}

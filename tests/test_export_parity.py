@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from refsd_trt.engine.onnxruntime_backend import OrtEngine
 from refsd_trt.export import sources
 from refsd_trt.export.formats import export
@@ -33,9 +32,9 @@ MODELS = [
 
 # Batch 4 at the smallest size, batch 1 at a larger non-square one (catches height/width swaps).
 SHAPES = {
-    "diffusion": [dict(batch=4, height=256, width=256, tokens=77), dict(batch=1, height=320, width=384, tokens=154)],
-    "text": [dict(batch=4, tokens=77), dict(batch=1, tokens=77)],  # CLIP's context is fixed at 77
-    "yolo": [dict(batch=4, height=160, width=160), dict(batch=1, height=224, width=288)],
+    "diffusion": [{"batch": 4, "height": 256, "width": 256, "tokens": 77}, {"batch": 1, "height": 320, "width": 384, "tokens": 154}],
+    "text": [{"batch": 4, "tokens": 77}, {"batch": 1, "tokens": 77}],  # CLIP's context is fixed at 77
+    "yolo": [{"batch": 4, "height": 160, "width": 160}, {"batch": 1, "height": 224, "width": 288}],
 }
 
 
