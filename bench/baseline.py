@@ -3,12 +3,16 @@
 ultralytics' ``YOLO.predict`` finds people; diffusers' pipelines process one person at a time, in
 detection order, each on a square crop (``crops``) at the UNet's default resolution:
 
-- inpaint: ``StableDiffusionXLInpaintPipeline`` at the run's strength over the person's mask;
-- refsd: ``StableDiffusionInpaintPipeline`` removes the person (strength 1), the same Anny avatar
-  as refsd-trt's is fitted and rendered into the crop (``refsd_trt.avatar``, batch of one), and
-  ``StableDiffusionXLImg2ImgPipeline`` refines the crop at the run's strength.
+- inpaint: ``StableDiffusionXLInpaintPipeline`` at the method's strength over the person's mask;
+- refsd: ``StableDiffusionInpaintPipeline`` removes the person (strength 1, the method's removal
+  prompts), refsd-trt's own avatar renderer (passed in, so both sides draw the same avatar) is
+  called for that one person, and ``StableDiffusionXLImg2ImgPipeline`` refines the crop at the
+  method's strength.
 
-Same weights (the preset's), steps, guidance, scheduler, strength, prompts and seeds as refsd-trt.
+Same weights (the preset's), and the settings refsd-trt's method runs with (steps, guidance,
+strength, prompts, crop scale; passed in), the same scheduler, per-person prompts and seeds.
+Where the published code is simpler than refsd-trt it stays so: no mask dilation, no feathering,
+each removal repaints only its own person, and crops are pasted in detection order.
 Decoding and encoding use Pillow directly. ultralytics is AGPL-3.0: it is imported here, in the
 benchmark, never on refsd-trt's runtime path.
 """
@@ -28,13 +32,14 @@ from refsd_trt.bench.crops import cut, cut_mask, paste, square_crop
 from refsd_trt.bench.sides import OTHER, Anonymized
 from refsd_trt.config import RunConfig
 from refsd_trt.models import loaders, tiny_zoo
+from refsd_trt.pipelines.avatars import Avatars
+from refsd_trt.pipelines.inpaint import InpaintSettings
+from refsd_trt.pipelines.refsd import RefsdSettings
 from refsd_trt.presets import Preset, weights_search_path
 from refsd_trt.stages import StageTimer
 from refsd_trt.types import PersonDetections
 
 SCHEDULERS = {"euler": "EulerDiscreteScheduler", "ddim": "DDIMScheduler", "dpmpp": "DPMSolverMultistepScheduler"}
-REMOVAL_PROMPT = "background"  # what the removal pass paints where the person was
-CROP_SCALE = 1.1  # the published code's crop: 1.1 × the longer box side
 
 
 def model_path(preset: Preset, role: str) -> Path:
@@ -53,12 +58,15 @@ class BaselineSide:
     name = "baseline"
     engines: Mapping = {}  # diffusers and ultralytics run plain torch modules: nothing to instrument
 
-    def __init__(self, preset: Preset, config: RunConfig, method: str, device: torch.device):
+    def __init__(self, preset: Preset, config: RunConfig, settings: InpaintSettings | RefsdSettings,
+                 device: torch.device, avatars: Avatars | None = None):
+        """``settings``: the refsd-trt method's own (its type picks the method); ``avatars``: its
+        avatar renderer (refsd only)."""
         import diffusers
 
         from refsd_trt.export.ultralytics_offline import yolo_class
 
-        self.config, self.method, self.device = config, method, device
+        self.config, self.settings, self.device = config, settings, device
         self.dtype = torch.float16 if device.type == "cuda" else torch.float32
         self.yolo = yolo_class()(str(model_path(preset, "detector")))
         vae = loaders.load_vae(model_path(preset, "vae"), torch_dtype=self.dtype) if "vae" in preset.models else None
@@ -72,16 +80,14 @@ class BaselineSide:
             pipe.set_progress_bar_config(disable=True)
             return pipe.to(device)
 
-        if method == "inpaint":
+        if isinstance(settings, InpaintSettings):
             self.inpainter = pipeline("StableDiffusionXLInpaintPipeline", "inpainter")
-        elif method == "refsd":
-            from refsd_trt.avatar.anny_body import anny_body
-
+        else:
+            if avatars is None:
+                raise ValueError("the refsd baseline needs refsd-trt's avatar renderer")
             self.remover = pipeline("StableDiffusionInpaintPipeline", "removal")
             self.refiner = pipeline("StableDiffusionXLImg2ImgPipeline", "refiner")
-            self.body = anny_body(device=str(device))
-        else:
-            raise ValueError(f"the baseline implements the inpaint and refsd methods, not {method!r}")
+            self.avatars = avatars
 
     def decode(self, paths: Sequence[Path]) -> list[np.ndarray]:
         return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
@@ -124,79 +130,61 @@ class BaselineSide:
 
     # -----------------------------------------------------------------------------------------
 
-    def _generator(self, seed: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(seed)
-
-    def _diffusion_kwargs(self, prompt: PersonPrompt, size: int) -> dict:
-        c = self.config
-        return {"negative_prompt": c.negative_prompt, "num_inference_steps": c.steps,
-                "guidance_scale": c.guidance_scale, "generator": self._generator(prompt.seed),
-                "height": size, "width": size}
+    def _kwargs(self, seed: int, size: int, steps: int, guidance: float, negative: str | None) -> dict:
+        return {"num_inference_steps": steps, "guidance_scale": guidance, "negative_prompt": negative,
+                "generator": torch.Generator(device=self.device).manual_seed(seed), "height": size, "width": size}
 
     def _person(self, image: np.ndarray, found: PersonDetections, j: int, prompt: PersonPrompt,
                 timer: StageTimer) -> None:
-        height, width = image.shape[:2]
-        box = found.boxes[j].tolist()
+        s = self.settings
         mask = found.masks[j].cpu().numpy()
-        crop = square_crop(box, height, width, CROP_SCALE)
-        if self.method == "inpaint":
+        crop = square_crop(found.boxes[j].tolist(), *image.shape[:2], s.crop_scale)
+        if isinstance(s, InpaintSettings):
             size = _default_size(self.inpainter)
             with timer("merge"):
                 pixels, mask_image = cut(image, crop, size), cut_mask(mask, crop, size)
             with timer("refine"):
-                result = self.inpainter(prompt=prompt.prompt, image=pixels, mask_image=mask_image,
-                                        strength=self.config.strength, **self._diffusion_kwargs(prompt, size)).images[0]
+                result = self.inpainter(prompt=prompt.prompt, image=pixels, mask_image=mask_image, strength=s.strength,
+                                        **self._kwargs(prompt.seed, size, s.steps, s.guidance_scale,
+                                                       s.negative_prompt)).images[0]
             with timer("merge"):
                 paste(image, result, crop, mask)
             return
 
-        size = _default_size(self.refiner)
+        removal_size, size = _default_size(self.remover), _default_size(self.refiner)
         with timer("merge"):
-            pixels, mask_image = cut(image, crop, size), cut_mask(mask, crop, size)
+            pixels, mask_image = cut(image, crop, removal_size), cut_mask(mask, crop, removal_size)
         with timer("remove"):
-            removed = self.remover(prompt=REMOVAL_PROMPT, image=pixels, mask_image=mask_image, strength=1.0,
-                                   **self._diffusion_kwargs(prompt, size)).images[0]
-        with timer("fit"):
-            fit = self._fit(found, j, prompt, (height, width))
+            removed = self.remover(prompt=s.removal_prompt, image=pixels, mask_image=mask_image, strength=1.0,
+                                   **self._kwargs(prompt.seed, removal_size, s.removal_steps,
+                                                  s.removal_guidance_scale, s.removal_negative_prompt)).images[0]
         with timer("render"):
-            composite, alpha = self._render(fit, prompt, removed, crop, size)
+            composite, alpha = self._render(found, j, prompt, removed, crop, size)
         with timer("refine"):
-            result = self.refiner(prompt=prompt.prompt, image=composite, strength=self.config.strength,
-                                  **self._diffusion_kwargs(prompt, size)).images[0]
+            result = self.refiner(prompt=prompt.prompt, image=composite, strength=s.strength,
+                                  **self._kwargs(prompt.seed, size, s.steps, s.guidance_scale,
+                                                 s.negative_prompt)).images[0]
         with timer("merge"):
             x0, y0, x1, y1 = crop
             where = mask.copy()
             where[y0:y1, x0:x1] |= np.asarray(alpha.resize((x1 - x0, y1 - y0), Image.NEAREST)) > 0
             paste(image, result, crop, where)
 
-    def _fit(self, found: PersonDetections, j: int, prompt: PersonPrompt, size: tuple[int, int]):
-        from refsd_trt.avatar.fitting import fit_boxes, fit_keypoints
-
-        box = found.boxes[j:j + 1].to(self.device)
-        shape = self.body.sample_shape(prompt.attributes, prompt.seed)[None]
-        if found.keypoints is not None:
-            return fit_keypoints(self.body, found.keypoints[j:j + 1].to(self.device), box, size, shape)
-        return fit_boxes(self.body, box, size, shape)
-
-    def _render(self, fit, prompt: PersonPrompt, removed: Image.Image, crop: tuple[int, int, int, int],
-                size: int) -> tuple[Image.Image, Image.Image]:
-        """The avatar drawn over the removal result, and its alpha, at crop resolution."""
-        from refsd_trt.avatar.clothing import clothing_palette, vertex_colors
-        from refsd_trt.avatar.records import Meshes
-        from refsd_trt.avatar.render import render
-
-        with torch.no_grad():
-            vertices = self.body(fit.params).vertices
-            colors = vertex_colors(self.body.vertex_regions, clothing_palette(prompt.attributes, prompt.seed)[None])
-            box = torch.tensor([crop], dtype=vertices.dtype, device=self.device)
-            drawn = render(Meshes(vertices, self.body.faces, colors.to(vertices)), fit.camera.crop(box, (size, size)),
-                           (size, size))
-        rgb = drawn.rgb[0].permute(1, 2, 0).cpu().numpy()
-        alpha = drawn.alpha[0, 0].cpu().numpy()[..., None]
+    def _render(self, found: PersonDetections, j: int, prompt: PersonPrompt, removed: Image.Image,
+                crop: tuple[int, int, int, int], size: int) -> tuple[Image.Image, Image.Image]:
+        """Person ``j``'s avatar (posed and rendered by refsd-trt's renderer, alone) drawn over the
+        removal result, and its alpha, at crop resolution."""
+        d, keypoints = self.device, found.keypoints
+        one = PersonDetections(found.boxes[j:j + 1].to(d), found.scores[j:j + 1].to(d), found.masks[j:j + 1].to(d),
+                               None if keypoints is None else keypoints[j:j + 1].to(d), found.mask_source)
+        box = torch.tensor([crop], dtype=torch.float32, device=self.device)
+        drawn = self.avatars(one, box, size, [prompt])
+        rgb = drawn.rgb[0].permute(1, 2, 0).float().cpu().numpy()
+        alpha = drawn.alpha[0, 0].float().cpu().numpy()[..., None]
         background = np.asarray(removed.convert("RGB").resize((size, size)), dtype=np.float32) / 255
         composite = background * (1 - alpha) + rgb * alpha
         return (Image.fromarray((composite * 255).round().astype(np.uint8)),
-                Image.fromarray((alpha[..., 0] * 255).astype(np.uint8)))
+                Image.fromarray((alpha[..., 0] * 255).round().astype(np.uint8)))
 
 
 def _default_size(pipe) -> int:

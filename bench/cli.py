@@ -69,12 +69,22 @@ def settings_from_args(args: argparse.Namespace):
     return replace(BenchSettings(), **chosen)
 
 
+def _quiet_loading() -> None:
+    """Model loading draws progress bars per component; the bench prints its own progress lines."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def run(args: argparse.Namespace) -> int:
     from refsd_trt.bench.plot import write_plot
     from refsd_trt.bench.report import format_summary, write_report
     from refsd_trt.bench.run import run_benchmark
 
     settings = settings_from_args(args)
+    _quiet_loading()
     report = run_benchmark(settings, progress=lambda line: print(line, flush=True))
     json_path = write_report(report, args.out)
     png_path = write_plot(report, args.out)

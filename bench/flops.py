@@ -66,9 +66,12 @@ def torch_module(engine: Engine) -> nn.Module:
     return loaded.model.to(engine.device, torch.float16 if engine.precision == "float16" else torch.float32)
 
 
-def _feeds(call: EngineCall, device: torch.device) -> list[torch.Tensor]:
-    # Values do not change the count; zeros are valid ids, timesteps and pixels alike.
-    return [torch.zeros(shape, dtype=getattr(torch, dtype), device=device) for _, shape, dtype in call.shapes]
+def _args(call: EngineCall, engine: Engine) -> list[torch.Tensor]:
+    """Positional inputs in the spec's order, as the torch wrapper takes them. Values do not change
+    the count: zeros are valid ids, timesteps and pixels alike."""
+    feeds = {name: torch.zeros(shape, dtype=getattr(torch, dtype), device=engine.device)
+             for name, shape, dtype in call.shapes}
+    return [feeds[name] for name in engine.spec.input_names if name in feeds]
 
 
 @dataclass
@@ -85,7 +88,7 @@ class FlopModel:
             engine = self.engines[call.engine]
             if call.engine not in self._modules:
                 self._modules[call.engine] = torch_module(engine)
-            self._per_call[key] = count_flops(self._modules[call.engine], _feeds(call, engine.device))
+            self._per_call[key] = count_flops(self._modules[call.engine], _args(call, engine))
         return self._per_call[key]
 
     def flops_by_engine(self, calls: Iterable[EngineCall]) -> dict[str, int]:

@@ -75,8 +75,15 @@ def _sync(device: torch.device | None) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_once(side: Side, workload: Workload, out: Path, oracle: bool, device: torch.device | None = None
-             ) -> tuple[Repeat, list[int], list[int]]:
+def round_keys(scenes: list[Scene], round_index: int) -> list[str]:
+    """Image keys for one pass. They seed the per-person prompts, so a fresh key per pass gives
+    fresh prompts: no pass is served from a cache the previous one filled (a real stream of
+    images never repeats), while both sides still see the same prompts and seeds pass by pass."""
+    return [f"{s.key}/round{round_index}" for s in scenes]
+
+
+def run_once(side: Side, workload: Workload, out: Path, oracle: bool, round_index: int,
+             device: torch.device | None = None) -> tuple[Repeat, list[int], list[int]]:
     """One timed pass. ``oracle``: anonymize the scenes' known people (the detector still runs and
     is timed, its counts kept for the parity check); otherwise the side's own detections."""
     clock = time.perf_counter
@@ -92,7 +99,7 @@ def run_once(side: Side, workload: Workload, out: Path, oracle: bool, device: to
         stages["detect"] = clock() - began
 
         people = [s.people for s in workload.scenes] if oracle else detected
-        result = side.anonymize(images, people, [s.key for s in workload.scenes])
+        result = side.anonymize(images, people, round_keys(workload.scenes, round_index))
         _sync(device)
         pipeline = clock() - began
         stages.update(result.stages)
@@ -110,11 +117,11 @@ def run_side(side: Side, workload: Workload, warmup: int, repeats: int, out: Pat
     ones; outputs of each run overwrite the previous in ``out``. ``rss_before``: the process's
     resident size before the side was built, so memory growth includes its models."""
     out.mkdir(parents=True, exist_ok=True)
-    for _ in range(warmup):
-        run_once(side, workload, out, oracle, device)
+    for i in range(warmup):
+        run_once(side, workload, out, oracle, i, device)
     timed = []
     with PeakMemory(device or torch.device("cpu"), rss_before) as memory:
-        for _ in range(repeats):
-            repeat, people, detected = run_once(side, workload, out, oracle, device)
+        for i in range(warmup, warmup + repeats):
+            repeat, people, detected = run_once(side, workload, out, oracle, i, device)
             timed.append(repeat)
     return SideRun(side.name, timed, people, detected, memory.result)

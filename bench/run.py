@@ -1,6 +1,6 @@
-"""One benchmark run: for each method, refsd-trt and the baseline on the same workloads, one after
-the other in this process (refsd-trt first, released before the baseline loads), then refsd-trt's
-scaling sweeps; returns the report as a dict."""
+"""One benchmark run: for each method, refsd-trt on every workload and its scaling sweeps, then
+the baseline on the same workloads, one after the other in this process (refsd-trt's engines are
+released before the baseline loads); returns the report as a dict."""
 
 from __future__ import annotations
 
@@ -103,12 +103,14 @@ def run_method(settings: BenchSettings, method: str, workloads: list[Workload], 
                 settings.sweep, settings.size, settings.seed),
             "image_size": scaling.size_sweep(ours, settings.sweep, settings.seed),
         }
+    # The baseline runs with what refsd-trt's method actually uses: its settings and avatar renderer.
+    method_settings, avatars = anonymizer.method.settings, getattr(anonymizer.method, "avatars", None)
     del ours, anonymizer, flops
     _release()
 
     progress(f"[{method}] baseline: loading diffusers pipelines and the ultralytics predictor")
     before = rss_bytes()
-    baseline = BaselineSide(preset, config, method, device)
+    baseline = BaselineSide(preset, config, method_settings, device, avatars)
     for w in workloads:
         progress(f"[{method}] baseline: {w.name}")
         runs[w.name]["baseline"] = run_side(baseline, w, settings.warmup, settings.repeats, work / method / "baseline",
