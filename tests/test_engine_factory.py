@@ -111,3 +111,16 @@ def test_cli_rejects_malformed_shapes(pipeline):
         _cli("build", pipeline, "-c", "unet", "--shape", "batch")
     with pytest.raises(SystemExit):
         _cli("export", pipeline, "-c", "unet", "--profile", "height=1024:512:256")
+
+
+@pytest.mark.gpu
+def test_auto_on_cuda_times_every_available_backend(zoo, tmp_path):
+    from refsd_trt.engine.factory import available_backends
+
+    ref = zoo("sdxl-vae-fp16-fix")
+    engine = load_engine(ref, "vae_decoder", backend="auto", device="cuda", precision="float16", root=tmp_path)
+    manifest = export(ref, "vae_decoder", "onnx-fp16", root=tmp_path).manifest
+    (record,) = manifest["backends"][timing.device_key(torch.device("cuda"))].values()
+    assert set(record["timings_ms"]) | set(record["errors"]) == set(available_backends(torch.device("cuda")))
+    feeds = engine.spec.example_inputs("float16", "cuda", batch=1, height=256, width=256)
+    assert engine.run(feeds)["images"].device.type == "cuda"

@@ -132,3 +132,14 @@ def test_cuda_round_trip_without_host_copies(dynamic_model):
     stream.synchronize()
     assert got["images"].data_ptr() == out.data_ptr()
     torch.testing.assert_close(out.cpu(), model(feeds["latents"].cpu())[0], atol=1e-4, rtol=1e-4)
+
+
+def test_rebinding_is_skipped_only_while_the_tensors_are_the_same(dynamic_model):
+    model, path = dynamic_model
+    engine = OrtEngine(SPEC, path, threads=1)
+    feeds = SPEC.example_inputs(batch=1, height=64, width=64)
+    engine.run(feeds)
+    feeds["latents"].mul_(-2)  # same tensor, new contents: the kept binding must see them
+    torch.testing.assert_close(engine.run(feeds)["pooled"], model(feeds["latents"])[1], atol=1e-5, rtol=1e-5)
+    other = {"latents": torch.randn(1, 4, 8, 8)}  # a different tensor of the same shape is rebound
+    torch.testing.assert_close(engine.run(other)["pooled"], model(other["latents"])[1], atol=1e-5, rtol=1e-5)
