@@ -1,0 +1,204 @@
+"""Anny (NAVER, Apache-2.0, shipped with its data) as a ``BodyModel``: the embedded default."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+
+import roma
+import torch
+
+from refsd_trt.avatar.attributes import age_group, gender, generator, uniform
+from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, JointSpec
+from refsd_trt.avatar.records import AvatarParams, BodyOutput
+
+# Anny is Z-up, facing -y, with the person's left on +x; the body frame is OpenCV-like (y down, facing -z).
+_ANNY_TO_BODY = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+# Anny's "local-ref" pose deltas rotate a bone about its head in world-aligned axes (x: the person's
+# left, y: backwards, z: up), so one set of bounds serves both sides: a knee bends about +x.
+# The spine and neck are stiff so that the body's yaw goes to the global orientation rather than
+# into a twisted torso; limbs are free within their limits but resist twisting about themselves.
+ANNY_JOINTS = (
+    JointSpec("spine04", max_angle=0.5, weight=20.0),
+    JointSpec("spine02", max_angle=0.5, weight=20.0),
+    JointSpec("neck01", max_angle=0.6, weight=5.0),
+    JointSpec("head", max_angle=0.6, weight=5.0),
+    JointSpec("upperarm01.L", max_angle=2.8, weight=0.1, twist_weight=2.0),
+    JointSpec("upperarm01.R", max_angle=2.8, weight=0.1, twist_weight=2.0),
+    JointSpec("lowerarm01.L", max_angle=2.6, weight=0.1, twist_weight=2.0),
+    JointSpec("lowerarm01.R", max_angle=2.6, weight=0.1, twist_weight=2.0),
+    JointSpec("upperleg01.L", max_angle=2.0, weight=0.2, twist_weight=5.0),
+    JointSpec("upperleg01.R", max_angle=2.0, weight=0.2, twist_weight=5.0),
+    JointSpec("lowerleg01.L", max_angle=2.6, weight=0.2, hinge_axis=0),
+    JointSpec("lowerleg01.R", max_angle=2.6, weight=0.2, hinge_axis=0),
+)
+
+# Rest is an A-pose (arms about 55 degrees from the body); rotating the upper arms about y brings
+# them down to a relaxed stance, mirrored for the right arm.
+_STANDING = {"upperarm01.L": (0.0, 0.65, 0.0), "upperarm01.R": (0.0, -0.65, 0.0),
+             "lowerarm01.L": (0.0, 0.1, 0.0), "lowerarm01.R": (0.0, -0.1, 0.0)}
+
+# Fitting starts with knees and hips slightly flexed: at a straight knee the hinge bound leaves no
+# gradient toward bending, and from a straight leg the fit settles for a splayed thigh rather than
+# the flexed one that people mostly show.
+_FITTING_START = {"upperleg01.L": (-0.3, 0.0, 0.0), "upperleg01.R": (-0.3, 0.0, 0.0),
+                  "lowerleg01.L": (0.5, 0.0, 0.0), "lowerleg01.R": (0.5, 0.0, 0.0)}
+
+_REGION_BY_BONE_PREFIX = (
+    (("head", "neck", "eye"), BodyRegion.HEAD),
+    (("wrist", "finger", "metacarpal"), BodyRegion.HANDS),
+    (("lowerarm",), BodyRegion.FOREARMS),
+    (("upperarm", "shoulder", "clavicle", "spine"), BodyRegion.TOP),
+    (("root", "pelvis", "upperleg", "lowerleg"), BodyRegion.BOTTOM),
+    (("foot", "toe"), BodyRegion.FEET),
+)
+
+# Uniform ranges per attribute value; phenotypes not listed are drawn from _DEFAULT_RANGE. Anny's age
+# runs through baby (0), child (1/3), young adult (2/3) and old (1).
+_AGE_RANGE = {"child": (0.30, 0.42), "teen": (0.47, 0.58), "adult": (0.62, 0.80), "senior": (0.86, 0.97)}
+_GENDER_RANGE = {"male": (0.0, 0.12), "female": (0.88, 1.0), "unknown": (0.35, 0.65)}  # 0 male, 1 female
+_DEFAULT_RANGE = (0.35, 0.65)
+
+
+class AnnyBody(torch.nn.Module):
+    """Anny at a chosen topology; the low-poly ``notoes_collapse10pc`` (1,229 vertices) suffices at
+    crop resolution and is the default."""
+
+    def __init__(self, topology: str = "notoes_collapse10pc", device: torch.device | str = "cpu"):
+        super().__init__()
+        import anny
+
+        self.model = anny.Anny(topology=topology).float().to(device)
+        self.joints = ANNY_JOINTS
+        labels = self.model.bone_labels
+        self._joint_bones = torch.tensor([labels.index(j.name) for j in self.joints], device=device)
+        self.faces = self.model.get_triangular_faces()
+        self.register_buffer("_coco_weights", _coco_regressor(self.model).float(), persistent=False)
+        self.register_buffer("_to_body", _ANNY_TO_BODY.to(device), persistent=False)
+        self.vertex_regions = _vertex_regions(self.model)
+        self.phenotype_labels = tuple(self.model.phenotype_labels)
+        self.bone_directions = _bone_directions(self.model, self._joint_bones)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    def forward(self, params: AvatarParams) -> BodyOutput:
+        output = self.model(pose_parameters=self._bone_deltas(params.body_pose), phenotype_kwargs=params.shape)
+        vertices = output["vertices"] @ self._orientation(params.global_orient).transpose(1, 2)
+        keypoints = torch.einsum("kv,bvd->bkd", self._coco_weights, vertices)
+        return BodyOutput(vertices=vertices, keypoints=keypoints, faces=self.faces)
+
+    def keypoint_model(self, shape: torch.Tensor) -> Callable[[AvatarParams], torch.Tensor]:
+        """Skinning is linear in the rest vertices, so each COCO keypoint is a fixed blend of bone
+        transforms applied to per-bone anchor points that depend on the shape only. Precomputing the
+        anchors (K, bones, 4) makes a fitting step cost the forward kinematics alone."""
+        with torch.no_grad():
+            rest = self.model(phenotype_kwargs=shape)
+            skin = torch.zeros((self.model.template_vertices.shape[0], len(self.model.bone_labels)),
+                               device=self.device, dtype=self.dtype)
+            skin.scatter_add_(1, self.model.vertex_bone_indices, self.model.vertex_bone_weights.to(self.dtype))
+            homogeneous = torch.nn.functional.pad(rest["rest_vertices"], (0, 1), value=1.0)
+            anchors = torch.einsum("kv,vj,bvd->bkjd", self._coco_weights, skin, homogeneous)
+            rest_bone_poses = rest["rest_bone_poses"]
+
+        def keypoints(params: AvatarParams) -> torch.Tensor:
+            transforms, _ = self.model.get_bone_transforms(self._bone_deltas(params.body_pose), rest_bone_poses)
+            points = torch.einsum("bjmn,bkjn->bkm", transforms[:, :, :3, :], anchors)
+            return points @ self._orientation(params.global_orient).transpose(1, 2)
+
+        return keypoints
+
+    def _bone_deltas(self, body_pose: torch.Tensor) -> torch.Tensor:
+        """(B, J, 3) axis-angles of the posable joints -> (B, bones, 4, 4) Anny deltas (identity elsewhere)."""
+        eye = torch.eye(4, device=self.device, dtype=self.dtype)
+        deltas = eye.repeat(body_pose.shape[0], len(self.model.bone_labels), 1, 1)
+        deltas[:, self._joint_bones, :3, :3] = roma.rotvec_to_rotmat(body_pose)
+        return deltas
+
+    def _orientation(self, global_orient: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 3) Anny frame -> body frame, then the global orientation."""
+        return roma.rotvec_to_rotmat(global_orient) @ self._to_body
+
+    def sample_shape(self, attributes: Mapping[str, str], seed: int) -> torch.Tensor:
+        gen = generator(seed, stream=0)
+        ranges = {"age": _AGE_RANGE[age_group(attributes)], "gender": _GENDER_RANGE[gender(attributes)]}
+        values = [uniform(gen, *ranges.get(label, _DEFAULT_RANGE)) for label in self.phenotype_labels]
+        return torch.tensor(values, device=self.device, dtype=self.dtype)
+
+    def standing_pose(self, batch: int) -> torch.Tensor:
+        return self._pose_from(_STANDING, batch)
+
+    def fitting_start_pose(self, batch: int) -> torch.Tensor:
+        return self._pose_from(_FITTING_START, batch)
+
+    def _pose_from(self, rotations: Mapping[str, tuple[float, float, float]], batch: int) -> torch.Tensor:
+        pose = torch.zeros((len(self.joints), 3), device=self.device, dtype=self.dtype)
+        for index, joint in enumerate(self.joints):
+            if joint.name in rotations:
+                pose[index] = torch.tensor(rotations[joint.name])
+        return pose.expand(batch, -1, -1).clone()
+
+
+@functools.lru_cache(maxsize=4)
+def anny_body(topology: str = "notoes_collapse10pc", device: str = "cpu") -> AnnyBody:
+    """A shared ``AnnyBody``: building one reads about 0.4 s of cached data (60 s the very first time)."""
+    return AnnyBody(topology=topology, device=device).eval()
+
+
+def _coco_regressor(model) -> torch.Tensor:
+    """(17, V) COCO keypoint weights on ``model``'s vertices.
+
+    Anny's COCO regressor is defined on the MakeHuman base mesh; ``KeypointsRegressor.coco`` only
+    works for topologies that keep base-mesh vertices. For any topology, move each base vertex's
+    weight to its nearest model vertex at rest: on the 1,229-vertex mesh this shifts a keypoint by
+    under 6 mm.
+    """
+    from anny.paths import get_anny_root_dir
+    from anny.utils.obj_utils import load_obj_file
+
+    root = get_anny_root_dir()
+    base_vertices, _, _ = load_obj_file(str(root / "data/mpfb2/3dobjs/base.obj"), dtype=torch.float64)
+    # The same world transform Anny applies when it loads the base mesh (Z up, metres).
+    to_world = roma.Linear(0.1 * roma.euler_to_rotmat("X", [90], degrees=True, dtype=torch.float64))[None]
+    base_vertices = to_world.apply(base_vertices)
+    template = model.template_vertices.detach().to("cpu", torch.float64)
+    nearest = torch.cdist(base_vertices, template).argmin(dim=1)
+    weights = torch.load(root / "data/keypoints/coco.pth", weights_only=True, map_location="cpu")
+    rows = [
+        torch.zeros(len(template), dtype=torch.float64).index_add_(0, nearest, weights[name].double())
+        for name in COCO_KEYPOINTS
+    ]
+    return torch.stack(rows).to(model.device)
+
+
+def _bone_directions(model, bones: torch.Tensor) -> torch.Tensor:
+    """(J, 3) unit vectors from each bone's head to its children's mean head, at the default phenotype
+    (Anny's local-ref deltas use world-aligned axes, so rest directions are in the joint axes)."""
+    with torch.no_grad():
+        heads = model()["rest_bone_heads"][0]
+    parents = torch.tensor(model.bone_parents[1:], device=heads.device)
+    child_sum = torch.zeros_like(heads).index_add_(0, parents, heads[1:])
+    child_count = torch.zeros(len(heads), device=heads.device).index_add_(0, parents, torch.ones_like(parents, dtype=heads.dtype))
+    directions = child_sum[bones] / child_count[bones, None].clamp_min(1) - heads[bones]
+    return torch.nn.functional.normalize(directions, dim=-1)
+
+
+def _vertex_regions(model) -> torch.Tensor:
+    dominant = model.vertex_bone_indices.gather(1, model.vertex_bone_weights.argmax(dim=1, keepdim=True))[:, 0]
+    region_of_bone = torch.tensor(
+        [_bone_region(label) for label in model.bone_labels], device=dominant.device
+    )
+    return region_of_bone[dominant]
+
+
+def _bone_region(label: str) -> int:
+    for prefixes, region in _REGION_BY_BONE_PREFIX:
+        if label.startswith(prefixes):
+            return int(region)
+    raise ValueError(f"Anny bone {label!r} has no clothing region")

@@ -1,0 +1,88 @@
+"""The interface every body model backend (Anny, SMPL/SMPL-X) offers to fitting and rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from refsd_trt.avatar.records import AvatarParams, BodyOutput
+
+COCO_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+
+
+class BodyRegion(IntEnum):
+    """Vertex regions that clothing colours are assigned to."""
+
+    HEAD = 0
+    HANDS = 1
+    TOP = 2
+    FOREARMS = 3
+    BOTTOM = 4
+    FEET = 5
+
+
+@dataclass(frozen=True)
+class JointSpec:
+    """One posable joint and the bounds of the pose prior on it (see ``pose_prior``).
+
+    ``hinge_axis`` names the only axis (0, 1, 2 in the model's joint axes) the joint may bend about,
+    and only with positive angles (knees); ``None`` allows any axis up to ``max_angle``.
+    """
+
+    name: str
+    max_angle: float  # radians
+    weight: float  # L2 pull toward the rest pose
+    twist_weight: float = 0.0  # extra L2 on the rotation about the bone's own direction
+    hinge_axis: int | None = None
+
+
+@runtime_checkable
+class BodyModel(Protocol):
+    """A batched parametric body: ``AvatarParams`` -> vertices, faces and COCO-17 keypoints."""
+
+    joints: tuple[JointSpec, ...]  # the posable joints, in ``AvatarParams.body_pose`` order
+    bone_directions: torch.Tensor  # (J, 3) unit direction of each joint's bone at rest, in its joint axes
+    faces: torch.Tensor  # (F, 3) int64
+    vertex_regions: torch.Tensor  # (V,) int64 ``BodyRegion`` per vertex
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    def __call__(self, params: AvatarParams) -> BodyOutput: ...
+
+    def keypoint_model(self, shape: torch.Tensor) -> Callable[[AvatarParams], torch.Tensor]:
+        """For a fixed (B, S) ``shape``: params -> (B, 17, 3) keypoints, as cheap as the backend can
+        make them (fitting loops call it every step; ``params.shape`` is ignored)."""
+        ...
+
+    def sample_shape(self, attributes: Mapping[str, str], seed: int) -> torch.Tensor:
+        """(S,) shape parameters drawn from ``attributes`` (age group, gender) and ``seed``, never
+        measured from the person: the avatar must not carry their body shape."""
+        ...
+
+    def standing_pose(self, batch: int) -> torch.Tensor:
+        """(batch, J, 3) a relaxed standing pose (arms down) for people without keypoints."""
+        ...
+
+    def fitting_start_pose(self, batch: int) -> torch.Tensor:
+        """(batch, J, 3) where keypoint fitting starts the body pose."""
+        ...
+
+
+def rest_params(body: BodyModel, shape: torch.Tensor) -> AvatarParams:
+    """Identity orientation and rest pose for each row of ``shape`` (B, S)."""
+    batch = shape.shape[0]
+    zeros = torch.zeros((batch, 3), device=shape.device, dtype=shape.dtype)
+    return AvatarParams(zeros, torch.zeros((batch, len(body.joints), 3), device=shape.device,
+                                           dtype=shape.dtype), shape)

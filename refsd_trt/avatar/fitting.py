@@ -1,0 +1,153 @@
+"""Poses avatars for detected people: from COCO keypoints when there are some, from the box otherwise.
+
+The shape (``AvatarParams.shape``) is an input here, never a variable: it comes from
+``BodyModel.sample_shape`` so that the avatar carries no trace of the person's own build. The only
+size the fit adapts is the global one, through the camera depth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyModel, rest_params
+from refsd_trt.avatar.pose_prior import pose_prior
+from refsd_trt.avatar.records import AvatarParams, Camera
+
+# Torso keypoints fix the orientation and placement before the limbs are fitted.
+_TORSO = [COCO_KEYPOINTS.index(name) for name in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
+
+
+@dataclass
+class FitResult:
+    params: AvatarParams
+    camera: Camera
+    reprojection_px: torch.Tensor  # (N,) mean keypoint error in pixels over the keypoints used; nan if none
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    camera_steps: int = 50  # orientation and placement only, on the torso keypoints
+    pose_steps: int = 250  # everything
+    learning_rate: float = 0.05  # initial Adam step: radians, box heights and log-depth
+    min_confidence: float = 0.3  # keypoints below it count as missing (occluded, out of frame)
+    prior_weight: float = 1e-4
+    # Yaw starts (radians about the vertical axis): facing the camera, right profile, back, left profile.
+    yaw_starts: tuple[float, ...] = (0.0, 0.5 * math.pi, math.pi, -0.5 * math.pi)
+
+
+def default_intrinsics(image_size: tuple[int, int], count: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(focal, principal), each (count, 2), for an image without calibration: the focal length equals
+    the longer side (about 53 degrees across it), a typical phone or compact-camera view."""
+    height, width = image_size
+    focal = torch.full((count, 2), float(max(height, width)), device=device)
+    principal = torch.tensor([width / 2, height / 2], device=device).expand(count, 2).clone()
+    return focal, principal
+
+
+def fit_boxes(
+    body: BodyModel, boxes: torch.Tensor, image_size: tuple[int, int], shape: torch.Tensor,
+    focal: torch.Tensor | None = None,
+) -> FitResult:
+    """A standing, camera-facing avatar placed in each (N, 4) xyxy box: its projection spans the box's
+    height and is centred in it. A box that touches the bottom of the image holds a person cut off
+    there, so the avatar is sized by the box width instead and hangs from the box top."""
+    count = boxes.shape[0]
+    params = rest_params(body, shape.to(body.dtype))
+    params.body_pose = body.standing_pose(count)
+    default_focal, principal = default_intrinsics(image_size, count, boxes.device)
+    focal = default_focal if focal is None else focal
+    with torch.no_grad():
+        vertices = body(params).vertices
+    camera = Camera(focal, principal, torch.zeros((count, 3), device=boxes.device))
+    truncated = boxes[:, 3] >= image_size[0] - 2
+    box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    # Start at a depth where the body height maps to the box height, then correct scale and offset
+    # from the actual projection: perspective makes the first guess slightly off.
+    extent = vertices.amax(1) - vertices.amin(1)
+    depth = focal[:, 1] * extent[:, 1] / box_h
+    camera.translation = torch.stack([torch.zeros_like(depth), torch.zeros_like(depth), depth], dim=1)
+    for _ in range(3):
+        pixels = camera.project(vertices)
+        low, high = pixels.amin(1), pixels.amax(1)
+        ratio = torch.where(truncated, (high[:, 0] - low[:, 0]) / box_w, (high[:, 1] - low[:, 1]) / box_h)
+        depth = camera.translation[:, 2] * ratio
+        camera.translation = camera.translation * ratio[:, None]
+        pixels = camera.project(vertices)
+        low, high = pixels.amin(1), pixels.amax(1)
+        target_y = torch.where(truncated, boxes[:, 1] - low[:, 1], (boxes[:, 1] + boxes[:, 3] - low[:, 1] - high[:, 1]) / 2)
+        shift = torch.stack([(boxes[:, 0] + boxes[:, 2] - low[:, 0] - high[:, 0]) / 2, target_y], dim=1)
+        camera.translation = camera.translation + torch.cat(
+            [shift * depth[:, None] / focal, torch.zeros_like(depth)[:, None]], dim=1
+        )
+    return FitResult(params, camera, torch.full((count,), float("nan"), device=boxes.device))
+
+
+def fit_keypoints(
+    body: BodyModel, keypoints: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],
+    shape: torch.Tensor, focal: torch.Tensor | None = None, settings: FitSettings = FitSettings(),
+) -> FitResult:
+    """Global orientation, body pose and camera placement per person from (N, 17, 3) COCO keypoints
+    (x, y, confidence) in image pixels, all people and all yaw starts in one batch.
+
+    The loss is the confidence-weighted squared reprojection error in box heights (so that every
+    person counts alike whatever their size) plus ``pose_prior``; the best yaw start wins per person.
+    """
+    count, starts = keypoints.shape[0], len(settings.yaw_starts)
+    start = fit_boxes(body, boxes, image_size, shape, focal)
+    expand = lambda t: t.repeat_interleave(starts, dim=0)  # noqa: E731 - row i*starts+s: person i, start s
+    target = expand(keypoints[..., :2].to(body.dtype))
+    weight = expand(torch.where(keypoints[..., 2] >= settings.min_confidence, keypoints[..., 2], 0.0))
+    box_h = expand(boxes[:, 3] - boxes[:, 1])
+    focal_px, principal = expand(start.camera.focal), expand(start.camera.principal)
+    base = expand(start.camera.translation)
+
+    yaw = torch.tensor(settings.yaw_starts, device=boxes.device).repeat(count)
+    orient = torch.stack([torch.zeros_like(yaw), yaw, torch.zeros_like(yaw)], dim=1).requires_grad_()
+    pose = expand(body.fitting_start_pose(count)).clone().requires_grad_()
+    shift = torch.zeros((count * starts, 2), device=boxes.device, requires_grad=True)  # box heights
+    log_depth = torch.zeros((count * starts,), device=boxes.device, requires_grad=True)
+    shape_rows = expand(start.params.shape)
+    keypoint_model = body.keypoint_model(shape_rows)
+
+    def placement() -> Camera:
+        depth = base[:, 2] * log_depth.exp()
+        xy = base[:, :2] * log_depth.exp()[:, None] + shift * (box_h * depth)[:, None] / focal_px
+        return Camera(focal_px, principal, torch.cat([xy, depth[:, None]], dim=1))
+
+    def losses(torso_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        params = AvatarParams(orient, pose, shape_rows)
+        pixels = placement().project(keypoint_model(params))
+        w = weight
+        if torso_only:
+            w = torch.zeros_like(weight)
+            w[:, _TORSO] = weight[:, _TORSO]
+        squared = ((pixels - target) / box_h[:, None, None]).square().sum(-1)
+        data = (w * squared).sum(-1) / w.sum(-1).clamp_min(1e-6)
+        return data + pose_prior(pose, body.joints, body.bone_directions, settings.prior_weight), pixels
+
+    # Adam rather than L-BFGS: its updates are elementwise, so every person and start converges on
+    # its own (a batched L-BFGS shares one line search), and its momentum carries limbs out of the
+    # shallow basins around the rest pose. The cosine decay then settles the noise of the steps.
+    for steps, variables, torso_only in (
+        (settings.camera_steps, [orient, shift, log_depth], True),
+        (settings.pose_steps, [orient, pose, shift, log_depth], False),
+    ):
+        optimiser = torch.optim.Adam(variables, lr=settings.learning_rate)
+        decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
+        for _ in range(steps):
+            optimiser.zero_grad()
+            losses(torso_only)[0].sum().backward()
+            optimiser.step()
+            decay.step()
+
+    with torch.no_grad():
+        loss, pixels = losses(torso_only=False)
+        best = loss.view(count, starts).argmin(1) + torch.arange(count, device=boxes.device) * starts
+        used = weight[best] > 0
+        error = ((pixels[best] - target[best]).norm(dim=-1) * used).sum(-1) / used.sum(-1)
+        camera = placement()
+        params = AvatarParams(orient[best], pose[best], shape_rows[best]).detach()
+        return FitResult(params, Camera(camera.focal[best], camera.principal[best], camera.translation[best]), error)
