@@ -104,9 +104,11 @@ class ModelSpec:
             if len(shape) != len(t.shape):
                 raise ValueError(f"{self.name}: input {t.name} has shape {shape}, expected rank {len(t.shape)} {t.shape}")
             for dim, size in zip(t.shape, shape):
-                if isinstance(dim, int) and dim != size or found.setdefault(dim, size) != size:
+                fixed_differs = isinstance(dim, int) and dim != size
+                axis_differs = isinstance(dim, str) and found.setdefault(dim, size) != size
+                if fixed_differs or axis_differs:
                     raise ValueError(f"{self.name}: input {t.name} has shape {shape}, which does not fit {t.shape}")
-        return {k: v for k, v in found.items() if isinstance(k, str)}
+        return found
 
     def profile(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """min/opt/max input shapes, the TensorRT optimization profile."""
