@@ -5,38 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from refsd_trt.engine import Engine
+from refsd_trt.engine.factory import load_engine
 
 from refsd_trt.diffusion import CropBatch, DiffusionComponents, DiffusionStage, StageSettings, load_components
-from refsd_trt.engine import Engine, TorchEngine
-from refsd_trt.export.specs import spec_for, wrap_for
 
 SIZE = 256  # the tiny models' native resolution (32² latents)
 TOLERANCE = 1e-3  # max abs difference of decoded crops in [0, 1]
 
 
-def torch_engine(kind: str, folder: Path) -> Engine:
-    """The test suite's engine factory: eager torch modules loaded from a diffusers folder."""
-    import diffusers
-    import transformers
-
-    cfg = json.loads((folder / "config.json").read_text())
-    if kind == "unet":
-        module = diffusers.UNet2DConditionModel.from_pretrained(folder)
-    elif kind.startswith("vae"):
-        module = diffusers.AutoencoderKL.from_pretrained(folder)
-    else:
-        module = getattr(transformers, cfg["architectures"][0]).from_pretrained(folder)
-    return TorchEngine(spec_for(kind, cfg), wrap_for(kind, module))
-
-
 @functools.cache
 def torch_components(folder: Path, scheduler: str | None = None) -> DiffusionComponents:
-    return load_components(folder, torch_engine, scheduler)
+    """Eager torch engines through the project's engine factory, one set per folder and scheduler."""
+    return load_components(folder, lambda name: load_engine(folder, name, backend="torch"), scheduler)
 
 
 def make_image(seed: int, n: int = 1, size: int = SIZE) -> torch.Tensor:
@@ -202,6 +187,5 @@ def test_stage_reads_nothing_back_to_the_host(zoo, folder, scheduler):
                       masks=box_mask(n=3, top=20, left=30, height=60, width=40, size=128) if inpainting else None)
     with no_host_reads():
         stage.run(crops)
-    with pytest.raises(HostReadError):  # the guard itself works
-        with no_host_reads():
-            crops.images.sum().item()
+    with pytest.raises(HostReadError), no_host_reads():  # the guard itself works
+        crops.images.sum().item()

@@ -16,9 +16,9 @@ from transformers import CLIPTokenizer
 
 from refsd_trt.engine import Engine
 
-# (kind, component folder) -> Engine. ``kind`` is a refsd_trt.export.specs kind ("unet",
-# "vae_encoder", "vae_decoder", "text_encoder"); the folder holds the component's config and weights.
-EngineFactory = Callable[[str, Path], Engine]
+# Component name ("unet", "vae_encoder", "vae_decoder", "text_encoder", "text_encoder_2") -> Engine,
+# e.g. ``lambda name: load_engine(folder, name, backend=..., device=..., precision=...)``.
+EngineFactory = Callable[[str], Engine]
 
 
 @dataclass
@@ -31,6 +31,7 @@ class DiffusionComponents:
     scheduler: SchedulerMixin  # a template: every denoising run works on its own copy
     scaling_factor: float  # VAE latent scale
     unet_in_channels: int  # 4: img2img, 9: inpainting (latents ‖ mask ‖ masked-image latents)
+    native_size: int  # pixels: the resolution the UNet was trained at (diffusers' default height/width)
     # SDXL pipeline flags, read from model_index.json with diffusers' defaults.
     force_zeros_for_empty_prompt: bool = True
     requires_aesthetics_score: bool = False
@@ -65,14 +66,15 @@ def load_components(folder: str | Path, make_engine: EngineFactory, scheduler: s
     names = [n for n in ("text_encoder", "text_encoder_2") if index.get(n, [None])[0] is not None]
     scheduler_cls = getattr(diffusers, scheduler or index["scheduler"][1])
     return DiffusionComponents(
-        unet=make_engine("unet", folder / "unet"),
-        vae_encoder=make_engine("vae_encoder", folder / "vae"),
-        vae_decoder=make_engine("vae_decoder", folder / "vae"),
-        text_encoders=tuple(make_engine("text_encoder", folder / n) for n in names),
+        unet=make_engine("unet"),
+        vae_encoder=make_engine("vae_encoder"),
+        vae_decoder=make_engine("vae_decoder"),
+        text_encoders=tuple(make_engine(n) for n in names),
         tokenizers=tuple(CLIPTokenizer.from_pretrained(folder / n.replace("text_encoder", "tokenizer")) for n in names),
         scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         scaling_factor=float(vae_cfg["scaling_factor"]),
         unet_in_channels=int(unet_cfg["in_channels"]),
+        native_size=int(unet_cfg["sample_size"]) * 2 ** (len(vae_cfg["block_out_channels"]) - 1),
         force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", True)),
         requires_aesthetics_score=bool(index.get("requires_aesthetics_score", False)),
     )

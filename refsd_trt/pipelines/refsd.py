@@ -1,0 +1,110 @@
+"""RefSD: remove each person, put an identity-free avatar in their place, and let SDXL refine it.
+
+1. remove: the person masks grow by ``dilate_px``; SD inpainting repaints a square crop around each
+   person at full strength with a background prompt, where any person of that image was (so a
+   neighbour overlapping the crop goes too); the crops are pasted back with a feathered edge.
+2. render: an avatar of each person (``Avatars``) is composited onto the cleaned background crop.
+3. refine: SDXL img2img at strength βd, guided by the person's attribute prompt.
+4. merge: the refined avatar region (its alpha, feathered) is pasted back, back to front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from refsd_trt.attributes import PersonPrompt
+from refsd_trt.diffusion import CropBatch, DiffusionComponents, DiffusionStage, StageSettings
+from refsd_trt.engine import Engine
+from refsd_trt.kernels import alpha_blend, dilate, feather, square_boxes, to_float, u8_to_unit
+from refsd_trt.pipelines.avatars import AvatarCrops, Avatars, StandInAvatar
+from refsd_trt.pipelines.crops import crop_images, crop_masks, generators, merge_crops
+from refsd_trt.pipelines.timing import Timer, no_timer
+from refsd_trt.types import PersonDetections
+
+
+@dataclass(frozen=True)
+class RefsdSettings:
+    # Removal (SD inpainting, always from pure noise: nothing of the person may survive).
+    removal_prompt: str = "empty street background, high quality, realistic"
+    removal_negative_prompt: str | None = "person, people, man, woman, child"
+    removal_steps: int = 30
+    removal_guidance_scale: float = 7.5
+    removal_size: int | None = None  # crop resolution; None: the removal UNet's native resolution
+    # Refinement (SDXL img2img on the avatar composite).
+    steps: int = 30
+    strength: float = 0.6  # βd
+    guidance_scale: float = 5.0
+    negative_prompt: str | None = None
+    refine_size: int | None = None  # None: the refiner's native resolution
+    crop_scale: float = 1.1  # crop side / the box's longer side, both stages
+    dilate_px: int = 8  # image pixels the person masks grow before removal
+    feather_px: int = 6  # soft paste-back edge: image pixels for removal, crop pixels for refinement
+    batch_size: int = 4  # crops per UNet call
+
+
+class RefsdMethod:
+    name = "refsd"
+
+    def __init__(self, removal: DiffusionComponents, refiner: DiffusionComponents,
+                 settings: RefsdSettings = RefsdSettings(), avatars: Avatars | None = None):
+        if removal.unet_in_channels != 9 or refiner.unet_in_channels != 4:
+            raise ValueError("refsd needs a 9-channel inpainting UNet for removal and a 4-channel refiner")
+        s = self.settings = settings
+        self.avatars = avatars or StandInAvatar()  # until the avatar package is wired in
+        self.device = refiner.device
+        self.removal_size = s.removal_size or removal.native_size
+        self.refine_size = s.refine_size or refiner.native_size
+        self.remover = DiffusionStage(removal, StageSettings(
+            s.removal_steps, 1.0, s.removal_guidance_scale, s.removal_negative_prompt, batch_size=s.batch_size))
+        self.refiner = DiffusionStage(refiner, StageSettings(
+            s.steps, s.strength, s.guidance_scale, s.negative_prompt, batch_size=s.batch_size))
+        self.engines: dict[str, Engine] = {
+            "removal_unet": removal.unet, "removal_vae_encoder": removal.vae_encoder,
+            "removal_vae_decoder": removal.vae_decoder, "refine_unet": refiner.unet,
+            "refine_vae_encoder": refiner.vae_encoder, "refine_vae_decoder": refiner.vae_decoder,
+        }
+
+    def __call__(self, images: Sequence[torch.Tensor], detections: Sequence[PersonDetections],
+                 prompts: Sequence[Sequence[PersonPrompt]], timer: Timer = no_timer) -> list[torch.Tensor]:
+        """``images``: (3, H, W) uint8; returns (3, H, W) float images in [0, 1] on the device."""
+        s = self.settings
+        flat_prompts = [p for per_image in prompts for p in per_image]
+        if not flat_prompts:
+            return [u8_to_unit(image) for image in images]
+        canvases = [to_float(image[None])[0] for image in images]
+        people = [d.masks[:, None].float() for d in detections]
+        seeds = [p.seed for p in flat_prompts]
+        with timer("remove"):
+            self._remove(canvases, detections, people, seeds)
+        with timer("render"):
+            boxes = [square_boxes(d.boxes, s.crop_scale, tuple(c.shape[-2:])) for d, c in zip(detections, canvases)]
+            backgrounds = crop_images(canvases, boxes, self.refine_size)
+            avatars = [self.avatars(d, b, self.refine_size, p) for d, b, p in zip(detections, boxes, prompts)]
+            avatar = AvatarCrops(torch.cat([a.rgb for a in avatars]), torch.cat([a.alpha for a in avatars]))
+            composite = alpha_blend(avatar.rgb * 2 - 1, backgrounds, avatar.alpha)
+        with timer("refine"):
+            refined = self.refiner.run(CropBatch(composite, [p.prompt for p in flat_prompts], generators(seeds))).images
+        with timer("merge"):
+            merge_crops(canvases, boxes, refined, feather(avatar.alpha, s.feather_px), people)
+        return [((c + 1) / 2).clamp_(0, 1) for c in canvases]
+
+    def _remove(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
+                people: list[torch.Tensor], seeds: list[int]) -> None:
+        """Repaint every person's (dilated) region with background, in place on ``canvases``."""
+        s = self.settings
+        # Every crop of an image removes all of that image's people it contains: the mask is the
+        # union (dilation commutes with it), shared by the image's crops. The appended empty mask
+        # gives images without people an (unused) empty union instead of a reduction error.
+        union = [dilate(torch.cat([m, m.new_zeros((1, *m.shape[1:]))]).amax(dim=0, keepdim=True), s.dilate_px)
+                 for m in people]
+        boxes = [square_boxes(d.boxes + d.boxes.new_tensor([-1, -1, 1, 1]) * s.dilate_px, s.crop_scale,
+                              tuple(c.shape[-2:])) for d, c in zip(detections, canvases)]
+        shared = [u.expand(len(d), -1, -1, -1) for u, d in zip(union, detections)]
+        crops = CropBatch(crop_images(canvases, boxes, self.removal_size), [s.removal_prompt] * len(seeds),
+                          generators(seeds), masks=crop_masks(shared, boxes, self.removal_size))
+        removed = self.remover.run(crops).images
+        soft = [feather(u, s.feather_px).expand(len(d), -1, -1, -1) for u, d in zip(union, detections)]
+        merge_crops(canvases, boxes, removed, crop_masks(soft, boxes, self.removal_size), people)

@@ -1,0 +1,99 @@
+"""The two methods end to end on the tiny zoo (CPU, small crops): shapes, what changes and what must
+not, images without people, the stand-in avatar, and no host reads on the hot path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_diffusion import box_mask, make_image, no_host_reads, torch_components
+
+from refsd_trt.attributes import PersonPrompt
+from refsd_trt.pipelines.avatars import StandInAvatar
+from refsd_trt.pipelines.inpaint import InpaintMethod, InpaintSettings
+from refsd_trt.pipelines.refsd import RefsdMethod, RefsdSettings
+from refsd_trt.types import PersonDetections
+
+CROP = 64  # crop resolution: small keeps the suite quick; the diffusion tests cover 256²
+
+
+def person(height: int, width: int, top: int, left: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A rectangular person: (mask (H, W) bool, box (4,) xyxy)."""
+    mask = torch.zeros((height, width), dtype=torch.bool)
+    mask[top:top + h, left:left + w] = True
+    return mask, torch.tensor([left, top, left + w, top + h], dtype=torch.float32)
+
+
+def scene() -> tuple[list[torch.Tensor], list[PersonDetections], list[list[PersonPrompt]]]:
+    """Two images of different sizes: two overlapping people in the first, one in the second."""
+    layouts = [(160, 192, [(10, 20, 60, 30), (30, 40, 50, 40)]), (176, 144, [(20, 30, 70, 24)])]
+    images, detections, prompts = [], [], []
+    for k, (height, width, people) in enumerate(layouts):
+        image = make_image(10 + k, size=max(height, width))[0, :, :height, :width]
+        images.append((image * 255).round().to(torch.uint8))
+        masks, boxes = zip(*(person(height, width, *p) for p in people))
+        detections.append(PersonDetections(torch.stack(boxes), torch.full((len(people),), 0.9), torch.stack(masks)))
+        prompts.append([PersonPrompt({}, f"a photo of a {w} wearing a red shirt", seed=100 * k + j)
+                        for j, w in enumerate(["man", "woman"][:len(people)])])
+    return images, detections, prompts
+
+
+def untouched(detections: PersonDetections, reach: int) -> torch.Tensor:
+    """(H, W) bool: pixels farther than ``reach`` (Chebyshev) from every person's crop region."""
+    grown = torch.nn.functional.max_pool2d(detections.masks.any(0)[None, None].float(), 2 * reach + 1, 1, reach)
+    return grown[0, 0] == 0
+
+
+@pytest.fixture(scope="module")
+def methods(zoo):
+    inpaint = InpaintMethod(torch_components(zoo("sdxl-inpaint")),
+                            InpaintSettings(steps=2, size=CROP, dilate_px=3, feather_px=2, batch_size=2))
+    refsd = RefsdMethod(torch_components(zoo("sd-inpaint")), torch_components(zoo("sdxl")),
+                        RefsdSettings(removal_steps=2, steps=2, removal_size=CROP, refine_size=CROP, dilate_px=3,
+                                      feather_px=2, batch_size=2))
+    return {"inpaint": inpaint, "refsd": refsd}
+
+
+@pytest.mark.parametrize("name", ["inpaint", "refsd"])
+def test_method_replaces_people_and_keeps_the_rest(methods, name):
+    images, detections, prompts = scene()
+    outputs = methods[name](images, detections, prompts)
+    assert len(outputs) == 2
+    for image, det, out in zip(images, detections, outputs):
+        assert out.shape == image.shape and out.dtype == torch.float32
+        assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+        original = image.float() / 255
+        # Far from everyone (beyond dilation + feathering + crop margin) the input survives exactly.
+        far = untouched(det, reach=40)
+        assert far.any()
+        assert torch.allclose(out[:, far], original[:, far], atol=1e-6)
+        # Every person's pixels were repainted.
+        for mask in det.masks:
+            assert (out[:, mask] - original[:, mask]).abs().mean() > 0.02
+
+
+@pytest.mark.parametrize("name", ["inpaint", "refsd"])
+def test_images_without_people_pass_through(methods, name):
+    images, detections, prompts = scene()
+    empty = PersonDetections.empty(*images[1].shape[-2:])
+    outputs = methods[name]([images[0], images[1]], [detections[0], empty], [prompts[0], []])
+    assert torch.allclose(outputs[1], images[1].float() / 255, atol=1e-6)
+    assert not torch.allclose(outputs[0], images[0].float() / 255, atol=1e-2)
+    nobody = methods[name]([images[1]], [empty], [[]])
+    assert torch.allclose(nobody[0], images[1].float() / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["inpaint", "refsd"])
+def test_method_reads_nothing_back_to_the_host(methods, name):
+    images, detections, prompts = scene()
+    methods[name](images, detections, prompts)  # first call: prompt caches fill (host tokenization)
+    with no_host_reads():
+        methods[name](images, detections, prompts)
+
+
+def test_stand_in_avatar_is_a_grey_silhouette_of_the_mask():
+    mask, box = person(40, 40, 10, 12, 20, 10)
+    det = PersonDetections(box[None], torch.ones(1), mask[None])
+    crop = box_mask(n=1, top=10, left=12, height=20, width=10, size=40)  # the mask, cut at its own box
+    got = StandInAvatar()(det, torch.tensor([[0.0, 0.0, 40.0, 40.0]]), 40, [PersonPrompt({}, "", 0)])
+    assert torch.equal(got.alpha, crop)
+    assert torch.equal(got.rgb, 0.5 * crop.expand(-1, 3, -1, -1))
