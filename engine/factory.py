@@ -21,6 +21,7 @@ from refsd_trt.engine import timing
 from refsd_trt.engine.base import Engine
 from refsd_trt.export import artifacts, sources
 from refsd_trt.export.formats import export
+from refsd_trt.export.specs import AxisRange
 from refsd_trt.export.validation import validation_axes
 
 log = logging.getLogger(__name__)
@@ -54,18 +55,22 @@ def available_backends(device: torch.device) -> list[str]:
 
 def load_engine(source: str | Path, component: str | None = None, backend: str = "auto",
                 device: str | torch.device = "cpu", precision: str = "float32", *,
-                axes: Mapping[str, int] | None = None, root: Path | None = None,
-                progress: Callable[[str], None] | None = None, **engine_options) -> Engine:
+                axes: Mapping[str, int] | None = None, profile: Mapping[str, AxisRange] | None = None,
+                root: Path | None = None, progress: Callable[[str], None] | None = None,
+                **engine_options) -> Engine:
     """An engine for ``component`` of ``source``. ``axes`` is the shape ``auto`` decides for
-    (default: the profile's smallest); ``engine_options`` go to the backend's constructor
-    (e.g. ``scratch=`` and ``cuda_graph=`` for TensorRT, ``threads=`` for onnxruntime)."""
+    (default: the profile's smallest); ``profile`` narrows TensorRT's optimization profile (e.g.
+    ``{"height": AxisRange(1024, 1024, 1024)}`` for a static-size engine); ``engine_options`` go
+    to the backend's constructor (``scratch=``/``cuda_graph=`` for TensorRT, ``threads=`` for
+    onnxruntime)."""
     device = torch.device(device)
     ref, component, precision = resolve_source(Path(source).expanduser(), component, precision)
     if backend not in (*BACKENDS, "auto"):
         raise ValueError(f"backend must be one of {', '.join((*BACKENDS, 'auto'))}, got {backend!r}")
     if backend == "auto":
-        backend = choose_backend(ref, component, device, precision, axes, root=root, progress=progress)
-    return _build(backend, ref, component, device, precision, root, progress, **engine_options)
+        backend = choose_backend(ref, component, device, precision, axes, profile=profile, root=root,
+                                 progress=progress)
+    return _build(backend, ref, component, device, precision, root, progress, profile, **engine_options)
 
 
 def resolve_source(source: Path, component: str | None, precision: str) -> tuple[Path, str, str]:
@@ -81,13 +86,14 @@ def resolve_source(source: Path, component: str | None, precision: str) -> tuple
 
 
 def _build(backend: str, ref: Path, component: str, device: torch.device, precision: str, root, progress,
-           **engine_options) -> Engine:
+           profile=None, **engine_options) -> Engine:
     if backend == "torch":
         from refsd_trt.engine.torch_backend import TorchEngine
 
         loaded = sources.load(ref, component)
         return TorchEngine(loaded.spec, loaded.model, device, precision)
-    artifact = export(ref, component, FORMATS[backend, precision], root=root, progress=progress)
+    artifact = export(ref, component, FORMATS[backend, precision], root=root, progress=progress,
+                      axes=dict(profile or {}))
     spec = sources.spec_of(component, artifact.manifest["config"])
     if backend == "onnxruntime":
         from refsd_trt.engine.onnxruntime_backend import OrtEngine
@@ -99,8 +105,9 @@ def _build(backend: str, ref: Path, component: str, device: torch.device, precis
 
 
 def choose_backend(ref: Path, component: str, device: torch.device, precision: str,
-                   axes: Mapping[str, int] | None = None, *, root: Path | None = None,
-                   progress: Callable[[str], None] | None = None, remeasure: bool = False) -> str:
+                   axes: Mapping[str, int] | None = None, *, profile: Mapping[str, AxisRange] | None = None,
+                   root: Path | None = None, progress: Callable[[str], None] | None = None,
+                   remeasure: bool = False) -> str:
     """The fastest backend for this machine and shape, measured once and recorded in the manifest
     of the ONNX artifact every compiled backend derives from."""
     artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress)
@@ -113,7 +120,7 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
     timings, errors = {}, {}
     for backend in available_backends(device):
         try:
-            engine = _build(backend, ref, component, device, precision, root, progress)
+            engine = _build(backend, ref, component, device, precision, root, progress, profile)
             timings[backend] = timing.median_ms(engine, spec.example_inputs(precision, device, **axes))
             engine.close()
         except Exception as exc:  # noqa: BLE001 -- a backend that cannot run this model here does not compete

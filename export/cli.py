@@ -46,6 +46,8 @@ def register(subparsers) -> None:
     build.add_argument("--precision", default="fp16" if _cuda() else "fp32", choices=list(PRECISION))
     build.add_argument("--shape", type=_axes, default=None, metavar="AXIS=N,...",
                        help="shape to time, e.g. batch=2,height=1024,width=1024 (default: the smallest)")
+    build.add_argument("--profile", type=_axis_range, action="append", default=[], metavar="AXIS=MIN:OPT:MAX",
+                       help="TensorRT profile override, e.g. height=1024:1024:1024 (repeatable)")
     build.add_argument("--remeasure", action="store_true", help="time again even if a winner is recorded")
     build.add_argument("--out", type=Path, help="artifact root (default: the refsd-trt cache)")
     build.set_defaults(func=run_build)
@@ -98,11 +100,12 @@ def run_build(args) -> int:
             from refsd_trt.engine.factory import resolve_source
 
             ref, name, precision = resolve_source(args.model, component, precision)
-            winner = choose_backend(ref, name, torch.device(args.device), precision, args.shape, root=args.out,
-                                    progress=print, remeasure=args.remeasure)
+            winner = choose_backend(ref, name, torch.device(args.device), precision, args.shape,
+                                    profile=dict(args.profile), root=args.out, progress=print,
+                                    remeasure=args.remeasure)
             print(f"  auto backend for {name}: {winner}")
         else:
-            engine = load_engine(args.model, component, args.backend, args.device, precision, root=args.out,
-                                 progress=print)
+            engine = load_engine(args.model, component, args.backend, args.device, precision,
+                                 profile=dict(args.profile), root=args.out, progress=print)
             print(f"  {engine.spec.name}: {engine.backend} ready on {engine.device} ({engine.precision})")
     return 0
