@@ -4,6 +4,7 @@ batching: a crop's result does not depend on which crops share its batch."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from refsd_trt.engine import Engine
 from refsd_trt.engine.factory import load_engine
+from refsd_trt.export.specs import AxisRange
 
 from refsd_trt.diffusion import CropBatch, DiffusionComponents, DiffusionStage, StageSettings, load_components
 
@@ -131,20 +133,22 @@ def test_each_distinct_prompt_is_encoded_once(zoo):
 
     components = torch_components(zoo("sdxl"))
     calls = []
-    counted = [CountingEngine(e, calls) for e in components.text_encoders]
+    counted = [CountingEngine(e, calls, max_batch=2) for e in components.text_encoders]
     encoder = PromptEncoder(DiffusionComponents(**{**components.__dict__, "text_encoders": tuple(counted)}))
-    first = encoder.encode(["a boy", "a girl", "a boy"])
+    first = encoder.encode(["a boy", "a girl", "a boy", "a man"])
     again = encoder.encode(["a girl", "a boy"])
-    assert [len(batch) for batch in calls] == [2, 2]  # one call per encoder, the two distinct prompts
+    # Three distinct prompts, at most two per call (the engines' batch range), per encoder.
+    assert [len(batch) for batch in calls] == [2, 2, 1, 1]
     assert torch.equal(first.hidden[1], again.hidden[0]) and torch.equal(first.pooled[0], again.pooled[1])
-    assert first.hidden.shape == (3, 77, 64) and first.pooled.shape == (3, 32)
+    assert first.hidden.shape == (4, 77, 64) and first.pooled.shape == (4, 32)
 
 
 class CountingEngine:
-    """Forwards to an engine and records the batch of each call."""
+    """Forwards to an engine, records the batch of each call, and narrows the batch range."""
 
-    def __init__(self, engine: Engine, calls: list):
+    def __init__(self, engine: Engine, calls: list, max_batch: int):
         self.engine, self.calls, self.device = engine, calls, engine.device
+        self.spec = dataclasses.replace(engine.spec, axes={**engine.spec.axes, "batch": AxisRange(1, 1, max_batch)})
 
     def run(self, feeds, outputs=None):
         self.calls.append(feeds["input_ids"])
@@ -189,3 +193,10 @@ def test_stage_reads_nothing_back_to_the_host(zoo, folder, scheduler):
         stage.run(crops)
     with pytest.raises(HostReadError), no_host_reads():  # the guard itself works
         crops.images.sum().item()
+
+
+def test_batches_must_fit_the_engines_batch_range(zoo):
+    components = torch_components(zoo("sdxl"))
+    limit = components.unet.spec.axes["batch"].max
+    with pytest.raises(ValueError, match="batch axis ends"):
+        DiffusionStage(components, StageSettings(steps=2, strength=0.5, guidance_scale=5.0, batch_size=limit // 2 + 1))

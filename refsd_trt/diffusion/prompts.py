@@ -39,9 +39,11 @@ class PromptEncoder:
     def encode(self, prompts: Sequence[str]) -> PromptEmbeddings:
         """One row per prompt; each distinct prompt runs the text encoders once per encoder lifetime."""
         missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
-        if missing:
-            fresh = self._run(missing)
-            for i, prompt in enumerate(missing):
+        limit = min(e.spec.axes["batch"].max for e in self.components.text_encoders)
+        for start in range(0, len(missing), limit):
+            chunk = missing[start:start + limit]
+            fresh = self._run(chunk)
+            for i, prompt in enumerate(chunk):
                 self._cache[prompt] = fresh.rows([i])
         return PromptEmbeddings.cat([self._cache[p] for p in prompts])
 
@@ -52,7 +54,7 @@ class PromptEncoder:
         given; otherwise (and always for SD) the negative prompt, default "", is encoded.
         """
         if negative_prompt is None and self.components.sdxl and self.components.force_zeros_for_empty_prompt:
-            one = self.encode([""])
+            one = self.encode([""])  # only for the shapes (cached after the first call)
             one = PromptEmbeddings(torch.zeros_like(one.hidden), torch.zeros_like(one.pooled))
         else:
             one = self.encode([negative_prompt or ""])

@@ -71,6 +71,13 @@ class DiffusionStage:
             self.prompts = PromptEncoder(self.components)
         if self.components.unet_in_channels not in (4, 9):
             raise ValueError(f"UNets with {self.components.unet_in_channels} input channels are not supported")
+        # With guidance the UNet sees each crop twice; a partial-strength inpaint batch encodes
+        # image and masked image in one VAE call. Both must fit the engines' batch range.
+        rows = 2 * self.settings.batch_size
+        for engine in (self.components.unet, self.components.vae_encoder):
+            if rows > engine.spec.axes["batch"].max:
+                raise ValueError(f"batch_size {self.settings.batch_size} needs {rows} rows of {engine.spec.name}, "
+                                 f"whose batch axis ends at {engine.spec.axes['batch'].max}")
         # Setting timesteps is host work (some schedulers go through numpy); do it once here and
         # give each batch a copy, since stepping changes a scheduler's state.
         self._schedule = start_schedule(self.components.new_scheduler(), self.settings.steps, self.settings.strength)
@@ -83,6 +90,8 @@ class DiffusionStage:
         if self.inpainting != (crops.masks is not None):
             raise ValueError("9-channel (inpainting) UNets need masks, 4-channel ones take none")
         n, s = len(crops), self.settings
+        if n == 0:
+            return StageResult(crops.images.clone())
         guided = s.guidance_scale > 1.0
         text = self.prompts.encode(crops.prompts)
         uncond = self.prompts.negative(s.negative_prompt, n) if guided else None
@@ -132,14 +141,16 @@ class DiffusionStage:
         cond_rows = text.rows(padded)
         if uncond is not None:
             cond_rows = PromptEmbeddings.cat([uncond.rows(padded), cond_rows])
-        cond = UNetConditioning(cond_rows.hidden, cond_rows.pooled, extra_channels=extra)
+        unet_time_ids = None
         if time_ids is not None:
             positive, negative = time_ids[0][rows], time_ids[1][rows]
-            cond.time_ids = torch.cat([negative, positive]) if uncond is not None else positive
+            unet_time_ids = torch.cat([negative, positive]) if uncond is not None else positive
+        cond = UNetConditioning(cond_rows.hidden, cond_rows.pooled, unet_time_ids, extra)
 
         # Schedulers that draw noise while stepping take a generator per row; padding rows get
         # throwaway ones so the real crops' generators advance exactly as when run alone.
-        step_generators = [g or torch.Generator(device=crops.generators[index[0]].device) for g in generators]
+        spare = crops.generators[index[0]].device
+        step_generators = [torch.Generator(device=spare) if g is None else g for g in generators]
         latents = denoise(c.unet, schedule, latents, cond, s.guidance_scale,
                           step_kwargs(schedule.scheduler, step_generators, s.eta))
         return decode_latents(c.vae_decoder, latents, c.scaling_factor)
