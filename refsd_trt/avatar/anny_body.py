@@ -55,10 +55,13 @@ _REGION_BY_BONE_PREFIX = (
 )
 
 # Uniform ranges per attribute value; phenotypes not listed are drawn from _DEFAULT_RANGE. Anny's age
-# runs through baby (0), child (1/3), young adult (2/3) and old (1).
-_AGE_RANGE = {"child": (0.30, 0.42), "teen": (0.47, 0.58), "adult": (0.62, 0.80), "senior": (0.86, 0.97)}
+# runs through baby (0), child (1/3), young adult (2/3) and old (1); its young adults at height 0.5
+# are tall (1.91 m male, 1.77 m female), so heights are drawn below the middle.
+_AGE_RANGE = {"child": (0.22, 0.32), "teen": (0.45, 0.55), "adult": (0.6, 0.8), "senior": (0.85, 1.0)}
 _GENDER_RANGE = {"male": (0.0, 0.12), "female": (0.88, 1.0), "unknown": (0.35, 0.65)}  # 0 male, 1 female
+_HEIGHT_RANGE = (0.2, 0.5)
 _DEFAULT_RANGE = (0.35, 0.65)
+WAIST_HEIGHT = 0.3  # of the way from the hip keypoints up to the shoulders
 
 
 class AnnyBody(torch.nn.Module):
@@ -76,7 +79,7 @@ class AnnyBody(torch.nn.Module):
         self.faces = self.model.get_triangular_faces()
         self.register_buffer("_coco_weights", _coco_regressor(self.model).float(), persistent=False)
         self.register_buffer("_to_body", _ANNY_TO_BODY.to(device), persistent=False)
-        self.vertex_regions = _vertex_regions(self.model)
+        self.vertex_regions = _vertex_regions(self.model, self._coco_weights)
         self.phenotype_labels = tuple(self.model.phenotype_labels)
         self.bone_directions = _bone_directions(self.model, self._joint_bones)
 
@@ -127,7 +130,8 @@ class AnnyBody(torch.nn.Module):
 
     def sample_shape(self, attributes: Mapping[str, str], seed: int) -> torch.Tensor:
         gen = generator(seed, stream=0)
-        ranges = {"age": _AGE_RANGE[age_group(attributes)], "gender": _GENDER_RANGE[gender(attributes)]}
+        ranges = {"age": _AGE_RANGE[age_group(attributes)], "gender": _GENDER_RANGE[gender(attributes)],
+                  "height": _HEIGHT_RANGE}
         values = [uniform(gen, *ranges.get(label, _DEFAULT_RANGE)) for label in self.phenotype_labels]
         return torch.tensor(values, device=self.device, dtype=self.dtype)
 
@@ -189,12 +193,25 @@ def _bone_directions(model, bones: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(directions, dim=-1)
 
 
-def _vertex_regions(model) -> torch.Tensor:
+def _vertex_regions(model, coco_weights: torch.Tensor) -> torch.Tensor:
+    """Region of each vertex's dominant bone, except that the trunk splits at a waistline: bone
+    weights put the top/bottom seam in a jagged V through the crotch."""
     dominant = model.vertex_bone_indices.gather(1, model.vertex_bone_weights.argmax(dim=1, keepdim=True))[:, 0]
     region_of_bone = torch.tensor(
         [_bone_region(label) for label in model.bone_labels], device=dominant.device
     )
-    return region_of_bone[dominant]
+    regions = region_of_bone[dominant]
+    with torch.no_grad():
+        rest = model()["rest_vertices"][0]
+    up = rest[:, 2]  # Anny is Z-up
+    keypoint_up = (coco_weights.to(rest.dtype) @ rest)[:, 2]
+    hips = keypoint_up[[COCO_KEYPOINTS.index("left_hip"), COCO_KEYPOINTS.index("right_hip")]].mean()
+    shoulders = keypoint_up[[COCO_KEYPOINTS.index("left_shoulder"), COCO_KEYPOINTS.index("right_shoulder")]].mean()
+    waist = hips + WAIST_HEIGHT * (shoulders - hips)
+    trunk = torch.tensor([label.startswith(("root", "pelvis", "spine")) for label in model.bone_labels],
+                         device=dominant.device)[dominant]
+    trunk_region = torch.where(up > waist, int(BodyRegion.TOP), int(BodyRegion.BOTTOM))
+    return torch.where(trunk, trunk_region, regions)
 
 
 def _bone_region(label: str) -> int:

@@ -17,6 +17,9 @@ from refsd_trt.avatar.pose_prior import pose_prior
 from refsd_trt.avatar.records import AvatarParams, Camera
 
 # Torso keypoints fix the orientation and placement before the limbs are fitted.
+BOTTOM_MARGIN = 0.02  # of the image height: a box ending this close to the bottom is cut off there
+VISIBLE_FRACTION = 0.45  # of a cut-off person's height at least in view (head and chest)
+
 _TORSO = [COCO_KEYPOINTS.index(name) for name in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
 
 
@@ -34,8 +37,9 @@ class FitSettings:
     learning_rate: float = 0.05  # initial Adam step: radians, box heights and log-depth
     min_confidence: float = 0.3  # keypoints below it count as missing (occluded, out of frame)
     prior_weight: float = 1e-4
-    # Yaw starts (radians about the vertical axis): facing the camera, right profile, back, left profile.
-    yaw_starts: tuple[float, ...] = (0.0, 0.5 * math.pi, math.pi, -0.5 * math.pi)
+    # Yaw starts (radians about the vertical axis): facing the camera and facing away; profiles are
+    # reached from either.
+    yaw_starts: tuple[float, ...] = (0.0, math.pi)
 
 
 def default_intrinsics(image_size: tuple[int, int], count: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,8 +56,9 @@ def fit_boxes(
     focal: torch.Tensor | None = None,
 ) -> FitResult:
     """A standing, camera-facing avatar placed in each (N, 4) xyxy box: its projection spans the box's
-    height and is centred in it. A box that touches the bottom of the image holds a person cut off
-    there, so the avatar is sized by the box width instead and hangs from the box top."""
+    height and is centred in it. A box reaching the bottom of the image holds a person cut off there:
+    the avatar then hangs from the box top, as large as fits both the box width and a box showing at
+    least ``VISIBLE_FRACTION`` of the body's height."""
     count = boxes.shape[0]
     params = rest_params(body, shape.to(body.dtype))
     params.body_pose = body.standing_pose(count)
@@ -62,7 +67,7 @@ def fit_boxes(
     with torch.no_grad():
         vertices = body(params).vertices
     camera = Camera(focal, principal, torch.zeros((count, 3), device=boxes.device))
-    truncated = boxes[:, 3] >= image_size[0] - 2
+    truncated = boxes[:, 3] >= image_size[0] * (1 - BOTTOM_MARGIN)
     box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     # Start at a depth where the body height maps to the box height, then correct scale and offset
     # from the actual projection: perspective makes the first guess slightly off.
@@ -72,7 +77,9 @@ def fit_boxes(
     for _ in range(3):
         pixels = camera.project(vertices)
         low, high = pixels.amin(1), pixels.amax(1)
-        ratio = torch.where(truncated, (high[:, 0] - low[:, 0]) / box_w, (high[:, 1] - low[:, 1]) / box_h)
+        extent_px = high - low
+        cut_ratio = torch.maximum(extent_px[:, 0] / box_w, extent_px[:, 1] * VISIBLE_FRACTION / box_h)
+        ratio = torch.where(truncated, cut_ratio, extent_px[:, 1] / box_h)
         depth = camera.translation[:, 2] * ratio
         camera.translation = camera.translation * ratio[:, None]
         pixels = camera.project(vertices)

@@ -1,0 +1,137 @@
+"""Body models, attribute sampling and pose fitting, on Anny (SMPL: its missing-file error only)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from refsd_trt.avatar import (
+    COCO_KEYPOINTS, AvatarParams, Camera, Meshes, SmplBody, SmplModelFilesMissing, anny_body,
+    default_intrinsics, fit_boxes, fit_keypoints, render, render_avatars, rest_params,
+)
+from refsd_trt.types import PersonDetections
+
+SIZE = (512, 512)
+
+
+@pytest.fixture(scope="module")
+def body():
+    return anny_body()
+
+
+def silhouette(body, params: AvatarParams, camera: Camera) -> torch.Tensor:
+    output = body(params)
+    meshes = Meshes(output.vertices, output.faces, torch.full_like(output.vertices, 0.5))
+    return render(meshes, camera, SIZE).alpha[:, 0] > 0
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_anny_body_interface(body):
+    params = rest_params(body, body.sample_shape({}, 0).expand(3, -1))
+    output = body(params)
+    assert output.vertices.shape == (3, 1229, 3) and output.keypoints.shape == (3, 17, 3)
+    assert output.faces.shape[1] == 3 and int(output.faces.max()) == 1228
+    # Body frame: upright (y down, so the nose is above the ankles), facing the camera (the
+    # person's left on +x), origin at the pelvis.
+    keypoints = output.keypoints[0]
+    nose, ankle = keypoints[COCO_KEYPOINTS.index("nose")], keypoints[COCO_KEYPOINTS.index("left_ankle")]
+    assert nose[1] < -0.5 and ankle[1] > 0.6
+    assert keypoints[COCO_KEYPOINTS.index("left_shoulder"), 0] > keypoints[COCO_KEYPOINTS.index("right_shoulder"), 0]
+    assert nose[2] < 0  # the face is towards the camera (-z)
+    fast = body.keypoint_model(params.shape)(params)
+    assert torch.allclose(fast, output.keypoints, atol=1e-5)
+
+
+def test_shape_is_sampled_from_attributes_and_seed(body):
+    adult = body.sample_shape({"age": "adult", "gender": "female"}, seed=3)
+    assert torch.equal(adult, body.sample_shape({"age": "adult", "gender": "female"}, seed=3))
+    assert not torch.equal(adult, body.sample_shape({"age": "adult", "gender": "female"}, seed=4))
+    child = body.sample_shape({"age": "child"}, seed=3)
+    heights = [body(rest_params(body, s[None])).vertices[0, :, 1].aminmax() for s in (adult, child)]
+    adult_height, child_height = (float(high - low) for low, high in heights)
+    assert 1.45 < adult_height < 1.85 and child_height < 0.8 * adult_height
+
+
+def test_fit_recovers_a_known_pose_from_noisy_keypoints_with_two_missing(body):
+    joints = [j.name for j in body.joints]
+    pose = torch.zeros(1, len(joints), 3)
+    for name, rotation in {
+        "upperarm01.L": (0.0, -0.9, 0.0), "lowerarm01.L": (0.0, -1.2, 0.0),  # left arm raised, elbow bent
+        "upperarm01.R": (-0.8, 0.4, 0.0), "lowerarm01.R": (-1.3, 0.0, 0.0),  # right arm forward
+        "upperleg01.L": (-0.9, 0.0, 0.1), "lowerleg01.L": (1.2, 0.0, 0.0),  # left knee raised
+        "upperleg01.R": (0.2, 0.0, -0.25), "spine02": (0.15, 0.0, 0.1), "neck01": (0.0, 0.0, 0.3),
+    }.items():
+        pose[0, joints.index(name)] = torch.tensor(rotation)
+    # Limbs rotate about axes across the bone (elbows and knees do not twist), like the pose prior.
+    limbs = torch.tensor([j.twist_weight > 0 for j in body.joints], dtype=torch.float32)[:, None]
+    pose = pose - limbs * (pose * body.bone_directions).sum(-1, keepdim=True) * body.bone_directions
+    shape = body.sample_shape({"gender": "female"}, seed=0)[None]
+    source = AvatarParams(torch.tensor([[0.1, 0.5, 0.05]]), pose, shape)
+    focal, principal = default_intrinsics(SIZE, 1)
+    source_camera = Camera(focal, principal, torch.tensor([[0.05, 0.1, 2.6]]))
+    truth = source_camera.project(body(source).keypoints)
+
+    noisy = truth + 2.0 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0))
+    confidence = torch.full((1, 17, 1), 0.9)
+    missing = [COCO_KEYPOINTS.index("left_ear"), COCO_KEYPOINTS.index("right_elbow")]
+    confidence[0, missing] = 0.0
+    pixels = source_camera.project(body(source).vertices)
+    box = torch.cat([pixels.amin(1), pixels.amax(1)], dim=1)
+
+    start = time.perf_counter()
+    fit = fit_keypoints(body, torch.cat([noisy, confidence], -1), box, SIZE, shape)
+    seconds = time.perf_counter() - start
+    assert torch.equal(fit.params.shape, shape)  # the shape is never fitted
+    fitted = fit.camera.project(body(fit.params).keypoints)
+    errors = (fitted - truth).norm(dim=-1)[0]
+    visible = confidence[0, :, 0] > 0
+    overlap = iou(silhouette(body, source, source_camera), silhouette(body, fit.params, fit.camera))
+    print(f"fit {seconds:.1f} s; px error vs truth: visible {errors[visible].mean():.2f}, "
+          f"all {errors.mean():.2f}, vs noisy input {float(fit.reprojection_px[0]):.2f}; IoU {overlap:.3f}")
+    assert float(errors[visible].mean()) <= 3.0
+    assert float(fit.reprojection_px[0]) <= 3.0
+    assert overlap >= 0.85
+
+
+def test_box_fit_stands_in_the_box(body):
+    boxes = torch.tensor([[100.0, 40.0, 220.0, 480.0], [300.0, 200.0, 500.0, 512.0]])  # second cut off
+    shapes = torch.stack([body.sample_shape({}, 1), body.sample_shape({}, 2)])
+    fit = fit_boxes(body, boxes, SIZE, shapes)
+    pixels = fit.camera.project(body(fit.params).vertices)
+    low, high = pixels.amin(1), pixels.amax(1)
+    assert torch.allclose(low[0, 1], boxes[0, 1], atol=1.0) and torch.allclose(high[0, 1], boxes[0, 3], atol=1.0)
+    assert abs(float(low[0, 0] + high[0, 0]) / 2 - 160.0) < 1.0
+    assert abs(float(low[1, 1]) - 200.0) < 1.0 and float(high[1, 1]) > 512  # hangs from the top, cut below
+    assert float(high[1, 0] - low[1, 0]) <= 200.5
+
+
+def test_render_avatars_mixes_keypoint_and_box_people(body):
+    focal, principal = default_intrinsics(SIZE, 1)
+    standing = fit_boxes(body, torch.tensor([[200.0, 60.0, 300.0, 460.0]]), SIZE, body.sample_shape({}, 5)[None])
+    keypoints = torch.cat([standing.camera.project(body(standing.params).keypoints), torch.ones(1, 17, 1)], -1)
+    detections = PersonDetections(
+        boxes=torch.tensor([[200.0, 60.0, 300.0, 460.0], [20.0, 100.0, 120.0, 400.0]]),
+        scores=torch.ones(2), masks=torch.zeros((2, *SIZE), dtype=torch.bool),
+        keypoints=torch.cat([keypoints, torch.zeros(1, 17, 3)]),  # the second person has none
+    )
+    renders = render_avatars(detections, SIZE, [{"gender": "male"}, {"age": "child"}], [0, 1], body, crop_size=128)
+    assert renders.render.rgb.shape == (2, 3, 128, 128) and renders.render.alpha.shape == (2, 1, 128, 128)
+    coverage = renders.render.alpha.mean(dim=(1, 2, 3))
+    assert torch.all(coverage > 0.05)
+    assert torch.isfinite(renders.fit.reprojection_px[0]) and float(renders.fit.reprojection_px[0]) < 3.0
+    assert torch.isnan(renders.fit.reprojection_px[1])  # no keypoints: standing pose
+    assert torch.all(renders.render.depth[renders.render.alpha > 0] > 0)
+
+
+def test_smpl_without_model_files_names_the_files_expected(tmp_path):
+    with pytest.raises(SmplModelFilesMissing) as error:
+        SmplBody(tmp_path, model_type="smpl")
+    message = str(error.value)
+    assert str(tmp_path / "smpl" / "SMPL_NEUTRAL.pkl") in message and "smpl.is.tue.mpg.de" in message
+    with pytest.raises(SmplModelFilesMissing, match="SMPLX_FEMALE.npz"):
+        SmplBody(tmp_path, model_type="smplx", gender="female")
