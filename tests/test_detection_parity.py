@@ -16,14 +16,14 @@ import copy
 import numpy as np
 import pytest
 import torch
+from refsd_trt.engine import TorchEngine
+from refsd_trt.export.specs import spec_for, wrap_for
+from refsd_trt.export.ultralytics_offline import yolo_class
 from torchvision.ops import box_iou
 
 from refsd_trt.detection import YoloPersonDetector
 from refsd_trt.detection.letterbox import letterbox, minimal_shape
 from refsd_trt.detection.masks import box_masks
-from refsd_trt.engine import TorchEngine
-from refsd_trt.export.specs import spec_for, wrap_for
-from refsd_trt.export.ultralytics_offline import yolo_class
 
 KEYPOINTS = 17
 

