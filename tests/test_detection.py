@@ -114,6 +114,21 @@ def test_batch_equals_single_images_and_pose_attaches(tiny_engines, sample_image
     assert len(nobody) == 0 and nobody.masks.shape == (0, 512, 512) and nobody.keypoints is None
 
 
+def test_half_precision_engine(zoo, sample_images):
+    """An fp16 engine is fed fp16 letterboxes; records stay float32 boxes and bool masks."""
+    from refsd_trt.export.ultralytics_offline import yolo_class
+
+    net = yolo_class()(zoo("yolov8-seg") / "yolov8n-seg.pt").model
+    for m in net.modules():
+        if hasattr(m, "export"):
+            m.export, m.format = True, "onnx"
+    engine = TorchEngine(spec_for("yolo_seg", {"nc": 80, "nm": 32}), wrap_for("yolo_seg", net), precision="float16")
+    astronaut = torch.from_numpy(np.array(dict(sample_images)["astronaut"])).permute(2, 0, 1).contiguous()
+    found = YoloPersonDetector(engine, conf=1e-4, max_det=3, imgsz=160).detect([astronaut])[0]
+    assert len(found) == 3 and found.boxes.dtype == torch.float32 and found.masks.dtype == torch.bool
+    assert found.masks.shape == (3, 512, 512)
+
+
 def test_detect_only_engine_needs_a_box_masker(tiny_engines):
     pose_as_detector = tiny_engines[1]  # no prototypes
     with pytest.raises(ValueError, match="box_masker"):
