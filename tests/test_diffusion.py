@@ -66,7 +66,9 @@ def reference(pipeline_cls: str, folder: Path, scheduler: str | None, **call) ->
         return pipe(output_type="pt", height=SIZE, width=SIZE, **call).images
 
 
-@pytest.mark.parametrize("scheduler", [None, "DDIMScheduler", "DPMSolverMultistepScheduler"])
+# Euler (the checkpoint's), Euler ancestral (draws noise while stepping, from the crop's generator),
+# DPM++ 2M (multistep history). DDIM runs in the SD inpainting test.
+@pytest.mark.parametrize("scheduler", [None, "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler"])
 def test_sdxl_inpaint_matches_diffusers(zoo, scheduler):
     folder = zoo("sdxl-inpaint")
     image, mask, prompt, seed = make_image(0), box_mask(), "a photo of a woman wearing a red dress", 11
@@ -109,8 +111,9 @@ def test_sdxl_img2img_matches_diffusers(zoo):
 
 
 def test_batched_crops_equal_each_crop_alone(zoo):
-    """3 crops, batches of 2 (the second padded): every crop as if it ran by itself (128² to keep it quick)."""
-    components = torch_components(zoo("sdxl-inpaint"))
+    """3 crops, batches of 2 (the second padded): every crop as if it ran by itself (128² to keep it quick).
+    Euler ancestral draws noise at every step, so the per-crop step generators are covered too."""
+    components = torch_components(zoo("sdxl-inpaint"), "EulerAncestralDiscreteScheduler")
     images, masks = make_image(3, n=3, size=128) * 2 - 1, box_mask(n=3, top=30, left=40, height=80, width=50, size=128)
     masks[1] = box_mask(top=10, left=10, height=50, width=100, size=128)[0]
     prompts = ["a photo of a child", "a photo of an old woman wearing a coat", "a man walking in a park"]

@@ -49,11 +49,16 @@ class DiffusionComponents:
         return type(self.scheduler).from_config(self.scheduler.config)
 
 
+# RunConfig's scheduler names -> diffusers classes.
+SCHEDULERS = {"euler": "EulerDiscreteScheduler", "ddim": "DDIMScheduler", "dpmpp": "DPMSolverMultistepScheduler"}
+
+
 def load_components(folder: str | Path, make_engine: EngineFactory, scheduler: str | None = None) -> DiffusionComponents:
     """Read a diffusers pipeline folder (SD or SDXL, img2img or inpainting).
 
-    ``scheduler`` names a diffusers scheduler class (e.g. "DPMSolverMultistepScheduler") to use
-    instead of the folder's, built from the folder's scheduler config as diffusers' ``from_config`` does.
+    ``scheduler`` (a key of ``SCHEDULERS`` or a diffusers scheduler class name) replaces the folder's
+    scheduler, built from the folder's scheduler config as diffusers' ``from_config`` does. The
+    engine factory decides where each engine comes from, e.g. a separate fp16-safe VAE checkpoint.
     """
     folder = Path(folder)
     index = json.loads((folder / "model_index.json").read_text())
@@ -64,7 +69,7 @@ def load_components(folder: str | Path, make_engine: EngineFactory, scheduler: s
         # decoding; no model this project runs has them, so refuse rather than guess.
         raise ValueError(f"{folder}: VAEs with latents_mean/latents_std are not supported")
     names = [n for n in ("text_encoder", "text_encoder_2") if index.get(n, [None])[0] is not None]
-    scheduler_cls = getattr(diffusers, scheduler or index["scheduler"][1])
+    scheduler_cls = getattr(diffusers, SCHEDULERS.get(scheduler, scheduler) or index["scheduler"][1])
     return DiffusionComponents(
         unet=make_engine("unet"),
         vae_encoder=make_engine("vae_encoder"),
