@@ -4,6 +4,7 @@ then repeated runs, each one timed per stage and end to end."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,17 +112,25 @@ def run_once(side: Side, workload: Workload, out: Path, oracle: bool, round_inde
     return Repeat(stages, wall, pipeline, recorder.calls), result.people, [len(d) for d in detected]
 
 
-def run_side(side: Side, workload: Workload, warmup: int, repeats: int, out: Path, oracle: bool,
-             device: torch.device | None = None, rss_before: int | None = None) -> SideRun:
-    """``warmup`` untimed runs (engine allocation, caches, lazy imports), then ``repeats`` timed
-    ones; outputs of each run overwrite the previous in ``out``. ``rss_before``: the process's
-    resident size before the side was built, so memory growth includes its models."""
-    out.mkdir(parents=True, exist_ok=True)
+def run_sides(sides: Sequence[Side], workload: Workload, warmup: int, repeats: int, out: Path, oracle: bool,
+              device: torch.device | None = None) -> dict[str, SideRun]:
+    """``warmup`` untimed rounds (engine allocation, caches, lazy imports), then ``repeats`` timed
+    ones. Within a round the sides take turns, so on a shared machine a burst of someone else's
+    load hits both rather than one: the ratios stay fair even when the absolute times drift.
+    Each side's outputs overwrite its previous round's in ``out/<side>``."""
+    for side in sides:
+        (out / side.name).mkdir(parents=True, exist_ok=True)
     for i in range(warmup):
-        run_once(side, workload, out, oracle, i, device)
-    timed = []
-    with PeakMemory(device or torch.device("cpu"), rss_before) as memory:
-        for i in range(warmup, warmup + repeats):
-            repeat, people, detected = run_once(side, workload, out, oracle, i, device)
-            timed.append(repeat)
-    return SideRun(side.name, timed, people, detected, memory.result)
+        for side in sides:
+            run_once(side, workload, out / side.name, oracle, i, device)
+    timed: dict[str, list[Repeat]] = {side.name: [] for side in sides}
+    last: dict[str, tuple[list[int], list[int]]] = {}
+    memory: dict[str, MemoryPeak] = {}
+    for i in range(warmup, warmup + repeats):
+        for side in sides:
+            with PeakMemory(device or torch.device("cpu")) as meter:
+                repeat, people, detected = run_once(side, workload, out / side.name, oracle, i, device)
+            timed[side.name].append(repeat)
+            last[side.name] = (people, detected)
+            memory[side.name] = memory[side.name].max(meter.result) if side.name in memory else meter.result
+    return {side.name: SideRun(side.name, timed[side.name], *last[side.name], memory[side.name]) for side in sides}

@@ -41,30 +41,34 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-@dataclass
+@dataclass(frozen=True)
 class MemoryPeak:
-    host_rss_bytes: int  # the whole process: everything loaded before the block counts too
-    host_rss_before_bytes: int  # what the caller marked as the start (e.g. before loading a side's models)
-    device_bytes: int | None  # torch's peak allocation on the GPU; None on CPU
+    host_rss_bytes: int  # the whole process's peak: both sides' models are resident while either runs
+    device_bytes: int | None  # torch's peak CUDA allocation (the whole process); None on CPU
+    device_working_bytes: int | None  # that peak above what was allocated at the start: the side's working memory
+
+    def max(self, other: MemoryPeak) -> MemoryPeak:
+        pick = lambda a, b: None if a is None else max(a, b)  # noqa: E731
+        return MemoryPeak(max(self.host_rss_bytes, other.host_rss_bytes), pick(self.device_bytes, other.device_bytes),
+                          pick(self.device_working_bytes, other.device_working_bytes))
 
     def to_dict(self) -> dict:
-        return {"host_rss_peak_mib": self.host_rss_bytes / 2**20,
-                "host_rss_growth_mib": (self.host_rss_bytes - self.host_rss_before_bytes) / 2**20,
-                "device_peak_mib": None if self.device_bytes is None else self.device_bytes / 2**20}
+        mib = lambda b: None if b is None else b / 2**20  # noqa: E731
+        return {"host_rss_peak_mib": mib(self.host_rss_bytes), "device_peak_mib": mib(self.device_bytes),
+                "device_working_mib": mib(self.device_working_bytes)}
 
 
 class PeakMemory:
     """Peak resident memory of this process while the block runs, sampled every ``interval`` s
     (getrusage's peak covers the whole process lifetime, so it cannot tell two sides apart), and
-    torch's peak CUDA allocation over the block. ``before``: the resident size to report growth
-    from (default: at entry)."""
+    torch's peak CUDA allocation over the block."""
 
-    def __init__(self, device: torch.device, before: int | None = None, interval: float = 0.01):
+    def __init__(self, device: torch.device, interval: float = 0.01):
         self.device, self.interval = device, interval
         self._process = psutil.Process()
-        self.before = before
         self._stop = threading.Event()
         self._peak = 0
+        self._device_start = 0
         self.result: MemoryPeak | None = None
 
     def _sample(self) -> None:
@@ -74,8 +78,8 @@ class PeakMemory:
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+            self._device_start = torch.cuda.memory_allocated(self.device)
         self._peak = self._process.memory_info().rss
-        self.before = self._peak if self.before is None else self.before
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -86,4 +90,5 @@ class PeakMemory:
         self._thread.join()
         self._peak = max(self._peak, self._process.memory_info().rss)
         device = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
-        self.result = MemoryPeak(self._peak, self.before, device)
+        working = None if device is None else device - self._device_start
+        self.result = MemoryPeak(self._peak, device, working)

@@ -23,10 +23,10 @@ def _stage_bars(ax, method: str, workload: dict) -> None:
     stages = list(workload["comparison"]["ratio_by_stage"])
     x = np.arange(len(stages))
     for offset, side in ((-0.2, "refsd-trt"), (0.2, "baseline")):
-        ms = [workload[side]["stages"][s]["mean"] * 1e3 for s in stages]
+        ms = [workload[side]["stages"][s]["p50"] * 1e3 for s in stages]
         ax.bar(x + offset, ms, width=0.4, label=side)
     ax.set_xticks(x, stages, rotation=45, ha="right")
-    ax.set_ylabel("ms over the workload")
+    ax.set_ylabel("ms over the workload (median)")
     speedup = workload["comparison"]["speedup_end_to_end"]
     info = workload["workload"]
     ax.set_title(f"{method}: {info['images']} img × {info['people']} people, "

@@ -43,12 +43,12 @@ def format_summary(report: dict) -> str:
         for name, w in data["workloads"].items():
             info, ours, base, comp = w["workload"], w["refsd-trt"], w["baseline"], w["comparison"]
             lines.append(f"{method} / {name}: {info['images']} images, {info['people']} people")
-            lines.append(f"  {'stage':10} {'refsd-trt ms':>12} {'baseline ms':>12} {'ratio':>6}")
+            lines.append(f"  {'stage':10} {'refsd-trt ms':>12} {'baseline ms':>12} {'ratio':>6}   (medians)")
             for stage, r in comp["ratio_by_stage"].items():
-                lines.append(f"  {stage:10} {_ms(ours['stages'][stage]['mean']):>12} "
-                             f"{_ms(base['stages'][stage]['mean']):>12} {_x(r):>6}")
-            lines.append(f"  {'end2end':10} {_ms(ours['end_to_end']['mean']):>12} "
-                         f"{_ms(base['end_to_end']['mean']):>12} {_x(comp['ratio_end_to_end']):>6}"
+                lines.append(f"  {stage:10} {_ms(ours['stages'][stage]['p50']):>12} "
+                             f"{_ms(base['stages'][stage]['p50']):>12} {_x(r):>6}")
+            lines.append(f"  {'end2end':10} {_ms(ours['end_to_end']['p50']):>12} "
+                         f"{_ms(base['end_to_end']['p50']):>12} {_x(comp['ratio_end_to_end']):>6}"
                          f"   speedup {_x(comp['speedup_end_to_end'])}x")
             lines.append(f"  people/s {ours['people_per_s']:.2f} vs {base['people_per_s']:.2f}; people match: "
                          f"{w['parity']['people_match']}; detector counts match: {w['parity']['detector_counts_match']}")

@@ -1,6 +1,6 @@
-"""One benchmark run: for each method, refsd-trt on every workload and its scaling sweeps, then
-the baseline on the same workloads, one after the other in this process (refsd-trt's engines are
-released before the baseline loads); returns the report as a dict."""
+"""One benchmark run: for each method, refsd-trt and the baseline built side by side in this
+process, timed in alternating rounds on the same workloads, then refsd-trt's scaling sweeps;
+returns the report as a dict."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from refsd_trt.bench import analysis, scaling, targets
 from refsd_trt.bench.baseline import BaselineSide
 from refsd_trt.bench.flops import FlopModel, peak_flops
-from refsd_trt.bench.harness import SideRun, Workload, run_side
+from refsd_trt.bench.harness import SideRun, Workload, run_sides
 from refsd_trt.bench.machine import machine_info, rss_bytes
 from refsd_trt.bench.scenes import sample_scenes, synthetic_scenes
 from refsd_trt.config import RunConfig
@@ -77,25 +77,33 @@ def run_method(settings: BenchSettings, method: str, workloads: list[Workload], 
     preset = PRESETS[settings.preset]
     oracle = preset.zoo  # random detectors find nobody: use the scenes' own people
     config = settings.run_config(method)
-    runs: dict[str, dict[str, SideRun]] = {w.name: {} for w in workloads}
 
-    progress(f"[{method}] refsd-trt: building the Anonymizer ({settings.preset})")
+    progress(f"[{method}] building refsd-trt's Anonymizer ({settings.preset})")
     before = rss_bytes()
     anonymizer = Anonymizer.from_preset(settings.preset, config)
     device = anonymizer.device
     ours = RefsdTrtSide(anonymizer)
+    model_rss = {ours.name: rss_bytes() - before}
+    progress(f"[{method}] building the baseline (diffusers pipelines, ultralytics predictor)")
+    before = rss_bytes()
+    # The baseline runs with what refsd-trt's method actually uses: its settings and avatar renderer.
+    baseline = BaselineSide(preset, config, anonymizer.method.settings, device,
+                            getattr(anonymizer.method, "avatars", None))
+    model_rss[baseline.name] = rss_bytes() - before
+
+    runs: dict[str, dict[str, SideRun]] = {}
     for w in workloads:
-        progress(f"[{method}] refsd-trt: {w.name} ({w.images} images, {w.people} people), "
-                 f"{settings.warmup} warm-up + {settings.repeats} timed")
-        runs[w.name]["refsd-trt"] = run_side(ours, w, settings.warmup, settings.repeats, work / method / "refsd-trt",
-                                             oracle, device, before)
+        progress(f"[{method}] {w.name}: {w.images} images, {w.people} people; "
+                 f"{settings.warmup} warm-up + {settings.repeats} timed rounds, sides alternating")
+        runs[w.name] = run_sides([ours, baseline], w, settings.warmup, settings.repeats, work / method / w.name,
+                                 oracle, device)
     # Engine attribution and FLOP counts need the engines, so they are taken before they are released.
     flops = FlopModel(anonymizer.engines) if settings.flops else None
     peak = peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None)
-    breakdowns = {w.name: analysis.time_breakdown(runs[w.name]["refsd-trt"], flops, peak) for w in workloads}
+    breakdowns = {w.name: analysis.time_breakdown(runs[w.name][ours.name], flops, peak) for w in workloads}
     sweeps = {}
     if settings.sweep is not None:
-        progress(f"[{method}] refsd-trt: scaling sweeps")
+        progress(f"[{method}] refsd-trt scaling sweeps")
         sweeps = {
             "people_per_image": scaling.people_sweep(ours, settings.sweep, settings.size, settings.seed),
             "batch_size": scaling.batch_sweep(
@@ -103,33 +111,21 @@ def run_method(settings: BenchSettings, method: str, workloads: list[Workload], 
                 settings.sweep, settings.size, settings.seed),
             "image_size": scaling.size_sweep(ours, settings.sweep, settings.seed),
         }
-    # The baseline runs with what refsd-trt's method actually uses: its settings and avatar renderer.
-    method_settings, avatars = anonymizer.method.settings, getattr(anonymizer.method, "avatars", None)
-    del ours, anonymizer, flops
-    _release()
-
-    progress(f"[{method}] baseline: loading diffusers pipelines and the ultralytics predictor")
-    before = rss_bytes()
-    baseline = BaselineSide(preset, config, method_settings, device, avatars)
-    for w in workloads:
-        progress(f"[{method}] baseline: {w.name}")
-        runs[w.name]["baseline"] = run_side(baseline, w, settings.warmup, settings.repeats, work / method / "baseline",
-                                            oracle, device, before)
-    del baseline
+    del ours, baseline, anonymizer, flops
     _release()
 
     report = {"workloads": {}, "scaling": sweeps}
     for w in workloads:
         side_runs = runs[w.name]
         stages = analysis.stage_names(list(side_runs.values()))
-        ours_summary = analysis.side_summary(side_runs["refsd-trt"], w, stages)
-        ours_summary["where_the_time_goes"] = breakdowns[w.name]
-        base_summary = analysis.side_summary(side_runs["baseline"], w, stages)
+        summaries = {name: analysis.side_summary(run, w, stages) for name, run in side_runs.items()}
+        for name, summary in summaries.items():
+            summary["memory"]["model_rss_mib"] = model_rss[name] / 2**20
+        summaries["refsd-trt"]["where_the_time_goes"] = breakdowns[w.name]
         report["workloads"][w.name] = {
             "workload": w.describe(),
-            "refsd-trt": ours_summary,
-            "baseline": base_summary,
-            "comparison": analysis.comparison(ours_summary, base_summary, stages),
+            **summaries,
+            "comparison": analysis.comparison(summaries["refsd-trt"], summaries["baseline"], stages),
             "parity": analysis.parity(side_runs["refsd-trt"], side_runs["baseline"], w),
         }
     return report
@@ -166,7 +162,8 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
             "Stage times are seconds over the whole workload (all images), mean/p50/p90 over the timed repeats.",
             "'other' is time inside anonymize that no stage claims (host copies, the fail-closed check).",
             "The inpaint method's diffusion stage is reported as 'refine' on both sides.",
-            "Ratios are refsd-trt / baseline (below 1: refsd-trt faster); speedup is baseline / refsd-trt.",
+            ("Ratios are refsd-trt / baseline on medians (below 1: refsd-trt faster); speedup is baseline / "
+             "refsd-trt end to end. The sides run in alternating rounds, so shared-machine load hits both."),
             ("FLOPs count convolutions, matrix products and attention (torch's FlopCounterMode), per engine "
              "call at the shapes it ran; a stage's achieved FLOP/s divides by that stage's wall time."),
         ],

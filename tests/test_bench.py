@@ -135,7 +135,7 @@ def test_canonical_folds_the_inpaint_stage_into_refine():
 
 def _run(name: str, stages: dict[str, float], wall: float, pipeline: float, calls=(), people=(2,), detected=(0,)):
     repeat = Repeat(dict(stages), wall, pipeline, list(calls))
-    return SideRun(name, [repeat, repeat], list(people), list(detected), MemoryPeak(2**30, 2**29, None))
+    return SideRun(name, [repeat, repeat], list(people), list(detected), MemoryPeak(2**30, None, None))
 
 
 def test_time_breakdown_separates_engine_avatar_and_overhead():
@@ -165,6 +165,7 @@ def test_comparison_and_parity(tmp_path):
     a, b = (analysis.side_summary(r, workload, stages) for r in (ours, base))
     assert a["people_per_s"] == pytest.approx(1.0) and b["images_per_s"] == pytest.approx(1 / 8)
     comp = analysis.comparison(a, b, stages)
+    assert comp["statistic"] == "p50"
     assert comp["ratio_by_stage"]["refine"] == 0.25 and comp["ratio_by_stage"]["merge"] is None
     assert comp["speedup_end_to_end"] == 4.0
     assert analysis.parity(ours, base, workload)["people_match"]
