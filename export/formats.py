@@ -50,6 +50,7 @@ class Format:
     key: Callable[[Request, artifacts.Artifact | None], dict]  # what decides the bytes
     build: Callable[[Request, Path, artifacts.Artifact | None], dict]  # writes, returns manifest entries
     description: str
+    available: Callable[[], object] = lambda: None  # raises, naming what is missing on this machine
 
 
 # --- onnx: torch -> ONNX fp32, cleaned, validated; stores the torch reference I/O for its children.
@@ -126,9 +127,9 @@ FORMATS: dict[str, Format] = {
         Format("onnx-fp16", "float16", "model.onnx", "onnx", _fp16_key, _build_fp16,
                "ONNX fp16 inputs, outputs and weights, checked against torch fp32"),
         Format("tensorrt", "float32", "model.plan", "onnx", _trt_key, _build_trt,
-               "TensorRT engine from the fp32 ONNX (GPU machines)"),
+               "TensorRT engine from the fp32 ONNX (GPU machines)", tensorrt_build.gpu_name),
         Format("tensorrt-fp16", "float16", "model.plan", "onnx-fp16", _trt_key, _build_trt,
-               "TensorRT engine from the fp16 ONNX, strongly typed (GPU machines)"),
+               "TensorRT engine from the fp16 ONNX, strongly typed (GPU machines)", tensorrt_build.gpu_name),
     )
 }
 
@@ -147,6 +148,7 @@ def export(ref: str | Path, component: str, format: str = "onnx", *, root: Path 
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
     req = Request(Path(ref).expanduser(), component, **options)
+    FORMATS[format].available()  # before any parent is exported
     return _export(req, FORMATS[format], root or artifacts.artifacts_root(), progress or log.info)
 
 

@@ -36,8 +36,10 @@ def import_tensorrt():
 
 
 def gpu_name() -> str:
+    """The GPU engines are built for (raises where TensorRT or a GPU is missing)."""
     import torch
 
+    import_tensorrt()
     if not torch.cuda.is_available():
         raise TensorRTUnavailable("TensorRT engines are built on an NVIDIA GPU; torch sees none")
     props = torch.cuda.get_device_properties(torch.cuda.current_device())

@@ -112,6 +112,7 @@ def test_tensorrt_needs_a_gpu_or_says_why(text_encoder, tmp_path):
         pytest.skip("this machine has a GPU; the gpu-marked tests cover TensorRT")
     with pytest.raises(RuntimeError, match="TensorRT|GPU"):
         export(text_encoder, "text_encoder", "tensorrt-fp16", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # refused before exporting the ONNX parents
 
 
 def test_profile_overrides_are_checked(text_encoder):
