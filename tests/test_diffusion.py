@@ -101,10 +101,12 @@ def test_sdxl_img2img_matches_diffusers(zoo):
     """refsd's refinement: SDXL img2img at strength βd, Euler (the checkpoint's scheduler)."""
     folder = zoo("sdxl")
     image, prompt, seed = make_image(2), "a photo of an old man wearing a blue jacket", 3
-    settings = StageSettings(steps=6, strength=0.5, guidance_scale=5.0)
+    # A negative prompt: SDXL then encodes it with both encoders (not zeros), pooled from the second.
+    settings = StageSettings(steps=6, strength=0.5, guidance_scale=5.0, negative_prompt="blurry cartoon")
     expected = reference("StableDiffusionXLImg2ImgPipeline", folder, None, prompt=prompt, image=image,
                          strength=settings.strength, num_inference_steps=settings.steps,
-                         guidance_scale=settings.guidance_scale, generator=torch.Generator().manual_seed(seed))
+                         guidance_scale=settings.guidance_scale, negative_prompt=settings.negative_prompt,
+                         generator=torch.Generator().manual_seed(seed))
     stage = DiffusionStage(torch_components(folder), settings)
     got = stage.run(CropBatch(image * 2 - 1, [prompt], [torch.Generator().manual_seed(seed)]))
     assert_parity(got.images, expected)
@@ -203,3 +205,27 @@ def test_batches_must_fit_the_engines_batch_range(zoo):
     limit = components.unet.spec.axes["batch"].max
     with pytest.raises(ValueError, match="batch axis ends"):
         DiffusionStage(components, StageSettings(steps=2, strength=0.5, guidance_scale=5.0, batch_size=limit // 2 + 1))
+
+
+@pytest.mark.parametrize("aesthetics", [False, True])
+def test_time_ids_match_diffusers(aesthetics):
+    """Against diffusers' own ``_get_add_time_ids`` (SDXL base layout, and the refiner's with scores)."""
+    from types import SimpleNamespace
+
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    from refsd_trt.diffusion import SizeConditioning
+
+    count = 5 if aesthetics else 6
+    fake = SimpleNamespace(config=SimpleNamespace(requires_aesthetics_score=aesthetics),
+                           unet=SimpleNamespace(config=SimpleNamespace(addition_time_embed_dim=8),
+                                                add_embedding=SimpleNamespace(linear_1=SimpleNamespace(
+                                                    in_features=8 * count + 32))))
+    sizes = [((300, 200), (10, 20), (256, 256)), ((64, 96), (0, 0), (128, 128))]
+    expected = [StableDiffusionXLImg2ImgPipeline._get_add_time_ids(
+        fake, original, crop, target, 6.0, 2.5, original, (0, 0), target, torch.float32, text_encoder_projection_dim=32)
+        for original, crop, target in sizes]
+    cond = SizeConditioning(*(torch.tensor([s[k] for s in sizes], dtype=torch.float32) for k in range(3)))
+    positive, negative = cond.time_ids(aesthetics)
+    assert torch.equal(positive, torch.cat([e[0] for e in expected]))
+    assert torch.equal(negative, torch.cat([e[1] for e in expected]))
