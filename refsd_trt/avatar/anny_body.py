@@ -112,7 +112,9 @@ class AnnyBody(torch.nn.Module):
 
         def keypoints(params: AvatarParams) -> torch.Tensor:
             transforms, _ = self.model.get_bone_transforms(self._bone_deltas(params.body_pose), rest_bone_poses)
-            points = torch.einsum("bjmn,bkjn->bkm", transforms[:, :, :3, :], anchors)
+            # (B, K, J*4) @ (B, J*4, 3): one batched matmul (einsum picks a far slower path here).
+            rows = transforms[:, :, :3, :].permute(0, 1, 3, 2).reshape(transforms.shape[0], -1, 3)
+            points = anchors.flatten(2) @ rows
             return points @ self._orientation(params.global_orient).transpose(1, 2)
 
         return keypoints

@@ -34,9 +34,9 @@ class FitResult:
 class FitSettings:
     camera_steps: int = 50  # orientation and placement only, on the torso keypoints
     pose_steps: int = 250  # everything
-    learning_rate: float = 0.05  # initial Adam step: radians, box heights and log-depth
+    learning_rate: float = 0.1  # initial Adam step: radians, box heights and log-depth
     min_confidence: float = 0.3  # keypoints below it count as missing (occluded, out of frame)
-    prior_weight: float = 1e-4
+    prior_weight: float = 3e-5
     # Yaw starts (radians about the vertical axis): facing the camera and facing away; profiles are
     # reached from either.
     yaw_starts: tuple[float, ...] = (0.0, math.pi)
