@@ -11,7 +11,16 @@ from collections.abc import Sequence
 
 import torch
 
-from refsd_trt.kernels import coverage, coverage_merge, crop_resize
+from refsd_trt.kernels import coverage, coverage_merge, crop_resize, square_boxes
+from refsd_trt.types import PersonDetections
+
+
+def square_crops(detections: Sequence[PersonDetections], canvases: Sequence[torch.Tensor], scale: float,
+                 margin: float = 0.0) -> list[torch.Tensor]:
+    """Per image, (n, 4) square crop boxes around its people's boxes grown by ``margin`` pixels:
+    ``scale`` × the longer side, shifted inside the image where they fit (kernels.square_boxes)."""
+    return [square_boxes(d.boxes + d.boxes.new_tensor([-margin, -margin, margin, margin]), scale,
+                         tuple(c.shape[-2:])) for d, c in zip(detections, canvases)]
 
 
 def crop_images(images: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor], size: int) -> torch.Tensor:

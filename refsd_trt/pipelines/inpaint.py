@@ -15,10 +15,10 @@ import torch
 
 from refsd_trt.attributes import PersonPrompt
 from refsd_trt.diffusion import CropBatch, DiffusionComponents, DiffusionStage, StageSettings
-from refsd_trt.engine import Engine
-from refsd_trt.kernels import dilate, feather, square_boxes, to_float, u8_to_unit
-from refsd_trt.pipelines.crops import crop_images, crop_masks, generators, merge_crops
-from refsd_trt.pipelines.timing import Timer, no_timer
+from refsd_trt.kernels import dilate, feather
+from refsd_trt.pipelines.crops import crop_images, crop_masks, generators, merge_crops, square_crops
+from refsd_trt.pipelines.method import CropMethod
+from refsd_trt.pipelines.timing import Timer
 from refsd_trt.types import PersonDetections
 
 
@@ -35,7 +35,7 @@ class InpaintSettings:
     batch_size: int = 4  # crops per UNet call
 
 
-class InpaintMethod:
+class InpaintMethod(CropMethod):
     name = "inpaint"
 
     def __init__(self, inpainter: DiffusionComponents, settings: InpaintSettings = InpaintSettings()):
@@ -47,27 +47,22 @@ class InpaintMethod:
         self.stage = DiffusionStage(inpainter, StageSettings(
             settings.steps, settings.strength, settings.guidance_scale, settings.negative_prompt,
             batch_size=settings.batch_size))
-        self.engines: dict[str, Engine] = {"inpaint_unet": inpainter.unet, "inpaint_vae_encoder": inpainter.vae_encoder,
-                                           "inpaint_vae_decoder": inpainter.vae_decoder}
+        self.engines = {"inpaint_unet": inpainter.unet, "inpaint_vae_encoder": inpainter.vae_encoder,
+                        "inpaint_vae_decoder": inpainter.vae_decoder}
 
-    def __call__(self, images: Sequence[torch.Tensor], detections: Sequence[PersonDetections],
-                 prompts: Sequence[Sequence[PersonPrompt]], timer: Timer = no_timer) -> list[torch.Tensor]:
-        """``images``: (3, H, W) uint8; returns (3, H, W) float images in [0, 1] on the device."""
+    def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
+                prompts: Sequence[Sequence[PersonPrompt]], timer: Timer) -> None:
         s = self.settings
-        flat_prompts = [p for per_image in prompts for p in per_image]
-        if not flat_prompts:
-            return [u8_to_unit(image) for image in images]
-        canvases = [to_float(image[None])[0] for image in images]
+        flat = [p for per_image in prompts for p in per_image]
         people = [d.masks[:, None].float() for d in detections]
         with timer("inpaint"):
             grown = [dilate(m, s.dilate_px) for m in people]
-            boxes = [square_boxes(d.boxes, s.crop_scale, tuple(c.shape[-2:])) for d, c in zip(detections, canvases)]
-            crops = CropBatch(crop_images(canvases, boxes, self.size), [p.prompt for p in flat_prompts],
-                              generators([p.seed for p in flat_prompts]), masks=crop_masks(grown, boxes, self.size))
+            boxes = square_crops(detections, canvases, s.crop_scale)
+            crops = CropBatch(crop_images(canvases, boxes, self.size), [p.prompt for p in flat],
+                              generators([p.seed for p in flat]), masks=crop_masks(grown, boxes, self.size))
             patches = self.stage.run(crops).images
         with timer("merge"):
             # The soft edge is made at image resolution (its width is in image pixels), then cut
             # like the crops so it lands where they do.
             alphas = crop_masks([feather(m, s.feather_px) for m in grown], boxes, self.size)
             merge_crops(canvases, boxes, patches, alphas, people)
-        return [((c + 1) / 2).clamp_(0, 1) for c in canvases]

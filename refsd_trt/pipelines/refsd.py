@@ -17,11 +17,11 @@ import torch
 
 from refsd_trt.attributes import PersonPrompt
 from refsd_trt.diffusion import CropBatch, DiffusionComponents, DiffusionStage, StageSettings
-from refsd_trt.engine import Engine
-from refsd_trt.kernels import alpha_blend, dilate, feather, square_boxes, to_float, u8_to_unit
+from refsd_trt.kernels import alpha_blend, dilate, feather
 from refsd_trt.pipelines.avatars import AvatarCrops, Avatars, StandInAvatar
-from refsd_trt.pipelines.crops import crop_images, crop_masks, generators, merge_crops
-from refsd_trt.pipelines.timing import Timer, no_timer
+from refsd_trt.pipelines.crops import crop_images, crop_masks, generators, merge_crops, square_crops
+from refsd_trt.pipelines.method import CropMethod
+from refsd_trt.pipelines.timing import Timer
 from refsd_trt.types import PersonDetections
 
 
@@ -45,7 +45,7 @@ class RefsdSettings:
     batch_size: int = 4  # crops per UNet call
 
 
-class RefsdMethod:
+class RefsdMethod(CropMethod):
     name = "refsd"
 
     def __init__(self, removal: DiffusionComponents, refiner: DiffusionComponents,
@@ -61,35 +61,30 @@ class RefsdMethod:
             s.removal_steps, 1.0, s.removal_guidance_scale, s.removal_negative_prompt, batch_size=s.batch_size))
         self.refiner = DiffusionStage(refiner, StageSettings(
             s.steps, s.strength, s.guidance_scale, s.negative_prompt, batch_size=s.batch_size))
-        self.engines: dict[str, Engine] = {
+        self.engines = {
             "removal_unet": removal.unet, "removal_vae_encoder": removal.vae_encoder,
             "removal_vae_decoder": removal.vae_decoder, "refine_unet": refiner.unet,
             "refine_vae_encoder": refiner.vae_encoder, "refine_vae_decoder": refiner.vae_decoder,
         }
 
-    def __call__(self, images: Sequence[torch.Tensor], detections: Sequence[PersonDetections],
-                 prompts: Sequence[Sequence[PersonPrompt]], timer: Timer = no_timer) -> list[torch.Tensor]:
-        """``images``: (3, H, W) uint8; returns (3, H, W) float images in [0, 1] on the device."""
+    def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
+                prompts: Sequence[Sequence[PersonPrompt]], timer: Timer) -> None:
         s = self.settings
-        flat_prompts = [p for per_image in prompts for p in per_image]
-        if not flat_prompts:
-            return [u8_to_unit(image) for image in images]
-        canvases = [to_float(image[None])[0] for image in images]
+        flat = [p for per_image in prompts for p in per_image]
         people = [d.masks[:, None].float() for d in detections]
-        seeds = [p.seed for p in flat_prompts]
+        seeds = [p.seed for p in flat]
         with timer("remove"):
             self._remove(canvases, detections, people, seeds)
         with timer("render"):
-            boxes = [square_boxes(d.boxes, s.crop_scale, tuple(c.shape[-2:])) for d, c in zip(detections, canvases)]
+            boxes = square_crops(detections, canvases, s.crop_scale)
             backgrounds = crop_images(canvases, boxes, self.refine_size)
             avatars = [self.avatars(d, b, self.refine_size, p) for d, b, p in zip(detections, boxes, prompts)]
             avatar = AvatarCrops(torch.cat([a.rgb for a in avatars]), torch.cat([a.alpha for a in avatars]))
             composite = alpha_blend(avatar.rgb * 2 - 1, backgrounds, avatar.alpha)
         with timer("refine"):
-            refined = self.refiner.run(CropBatch(composite, [p.prompt for p in flat_prompts], generators(seeds))).images
+            refined = self.refiner.run(CropBatch(composite, [p.prompt for p in flat], generators(seeds))).images
         with timer("merge"):
             merge_crops(canvases, boxes, refined, feather(avatar.alpha, s.feather_px), people)
-        return [((c + 1) / 2).clamp_(0, 1) for c in canvases]
 
     def _remove(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
                 people: list[torch.Tensor], seeds: list[int]) -> None:
@@ -100,8 +95,7 @@ class RefsdMethod:
         # gives images without people an (unused) empty union instead of a reduction error.
         union = [dilate(torch.cat([m, m.new_zeros((1, *m.shape[1:]))]).amax(dim=0, keepdim=True), s.dilate_px)
                  for m in people]
-        boxes = [square_boxes(d.boxes + d.boxes.new_tensor([-1, -1, 1, 1]) * s.dilate_px, s.crop_scale,
-                              tuple(c.shape[-2:])) for d, c in zip(detections, canvases)]
+        boxes = square_crops(detections, canvases, s.crop_scale, margin=s.dilate_px)
         shared = [u.expand(len(d), -1, -1, -1) for u, d in zip(union, detections)]
         crops = CropBatch(crop_images(canvases, boxes, self.removal_size), [s.removal_prompt] * len(seeds),
                           generators(seeds), masks=crop_masks(shared, boxes, self.removal_size))
