@@ -21,11 +21,15 @@ SAMPLE_PERSON_BOXES: dict[str, list[tuple[float, float, float, float]]] = {
 }
 
 
+_LOOKS = ({"gender": "female", "age": "adult"}, {"gender": "male", "age": "adult"},
+          {"gender": "female", "age": "senior"}, {"gender": "male", "age": "teen"})
+
+
 def overlay(image: np.ndarray, renders: AvatarRenders) -> np.ndarray:
     """Alpha-blend each person's render into an (H, W, 3) uint8 image, far people first. A preview
     only: the pipeline composites with its own kernels."""
     height, width = image.shape[:2]
-    canvas = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    canvas = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
     order = torch.argsort(renders.fit.camera.translation[:, 2], descending=True)
     for index in order.tolist():
         x0, y0, x1, y1 = renders.crop_boxes[index].tolist()
@@ -45,32 +49,36 @@ def contact_sheet(
     boxes: Mapping[str, Sequence[tuple[float, float, float, float]]] = SAMPLE_PERSON_BOXES,
     body: BodyModel | None = None, seed: int = 0, row_height: int = 360,
 ) -> np.ndarray:
-    """(H, W, 3) uint8 sheet, one row per (name, image) that has boxes: the photo, then the photo with
-    an avatar standing in each box (attributes cycle through a few age groups and genders)."""
-    looks = [{"gender": "female", "age": "adult"}, {"gender": "male", "age": "adult"},
-             {"gender": "female", "age": "senior"}, {"gender": "male", "age": "teen"}]
-    rows = []
-    for name, image in images:
-        if name not in boxes:
-            continue
-        height, width = image.shape[:2]
-        person_boxes = torch.tensor(boxes[name], dtype=torch.float32)
-        count = len(person_boxes)
-        detections = PersonDetections(
-            boxes=person_boxes, scores=torch.ones(count), masks=torch.zeros((count, height, width), dtype=torch.bool)
-        )
-        attributes = [looks[(seed + i) % len(looks)] for i in range(count)]
-        renders = render_avatars(detections, (height, width), attributes, [seed + i for i in range(count)], body)
-        pair = np.concatenate([image, overlay(image, renders)], axis=1)
-        rows.append(_resize(pair, row_height))
+    """(H, W, 3) uint8 sheet, one row per (name, image) that has boxes: the photo, then its
+    ``avatar_preview``."""
+    rows = [
+        _resize(np.concatenate([image, avatar_preview(image, boxes[name], body, seed)], axis=1), row_height)
+        for name, image in images
+        if name in boxes
+    ]
     if not rows:
         raise ValueError("no image in `images` has person boxes")
     sheet_width = max(row.shape[1] for row in rows)
     return np.concatenate([np.pad(row, ((0, 0), (0, sheet_width - row.shape[1]), (0, 0))) for row in rows])
 
 
+def avatar_preview(image: np.ndarray, boxes: Sequence[tuple[float, float, float, float]],
+                   body: BodyModel | None = None, seed: int = 0) -> np.ndarray:
+    """``image`` with an avatar standing in each xyxy box (attributes cycle through a few age groups
+    and genders; person i gets seed ``seed + i``)."""
+    height, width = image.shape[:2]
+    person_boxes = torch.tensor(boxes, dtype=torch.float32)
+    count = len(person_boxes)
+    detections = PersonDetections(
+        boxes=person_boxes, scores=torch.ones(count), masks=torch.zeros((count, height, width), dtype=torch.bool)
+    )
+    attributes = [_LOOKS[(seed + i) % len(_LOOKS)] for i in range(count)]
+    renders = render_avatars(detections, (height, width), attributes, [seed + i for i in range(count)], body)
+    return overlay(image, renders)
+
+
 def _resize(image: np.ndarray, height: int) -> np.ndarray:
-    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
     width = round(image.shape[1] * height / image.shape[0])
     resized = F.interpolate(tensor, size=(height, width), mode="area")[0]
     return resized.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
