@@ -135,3 +135,46 @@ def test_smpl_without_model_files_names_the_files_expected(tmp_path):
     assert str(tmp_path / "smpl" / "SMPL_NEUTRAL.pkl") in message and "smpl.is.tue.mpg.de" in message
     with pytest.raises(SmplModelFilesMissing, match="SMPLX_FEMALE.npz"):
         SmplBody(tmp_path, model_type="smplx", gender="female")
+
+
+def fake_smpl_file(folder) -> None:
+    """A structurally valid SMPL file (real vertex count and kinematic tree, random geometry): enough to
+    run the SMPL adapter without the licensed model, not to judge poses."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    parents = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
+    joints = rng.normal(scale=0.3, size=(24, 3)).astype(np.float32)
+    owner = rng.integers(0, 24, size=6890)
+    vertices = joints[owner] + rng.normal(scale=0.02, size=(6890, 3)).astype(np.float32)
+    regressor = np.zeros((24, 6890), np.float32)
+    regressor[owner, np.arange(6890)] = 1.0
+    regressor /= regressor.sum(1, keepdims=True)
+    data = {
+        "v_template": vertices, "f": rng.integers(0, 6890, size=(13776, 3)).astype(np.int64),
+        "J_regressor": regressor, "weights": np.eye(24, dtype=np.float32)[owner],
+        "kintree_table": np.array([[2**32 - 1] + parents[1:], list(range(24))], dtype=np.int64),
+        "shapedirs": rng.normal(scale=0.01, size=(6890, 3, 10)).astype(np.float32),
+        "posedirs": np.zeros((6890, 3, 207), np.float32),
+    }
+    (folder / "smpl").mkdir()
+    with open(folder / "smpl" / "SMPL_NEUTRAL.pkl", "wb") as file:
+        pickle.dump(data, file)
+
+
+def test_smpl_adapter_runs_the_body_model_interface(tmp_path):
+    fake_smpl_file(tmp_path)
+    body = SmplBody(tmp_path)
+    shape = torch.stack([body.sample_shape({}, 0), body.sample_shape({}, 1)])
+    assert torch.equal(shape[0], body.sample_shape({}, 0)) and shape.shape == (2, 10)
+    params = rest_params(body, shape)
+    params.body_pose = body.standing_pose(2)
+    output = body(params)
+    assert output.vertices.shape == (2, 6890, 3) and output.keypoints.shape == (2, 17, 3)
+    assert torch.allclose(body.keypoint_model(shape)(params), output.keypoints, atol=1e-5)
+    assert body.vertex_regions.shape == (6890,) and body.bone_directions.shape == (len(body.joints), 3)
+    fit = fit_boxes(body, torch.tensor([[50.0, 50.0, 200.0, 450.0], [250.0, 60.0, 400.0, 500.0]]), SIZE, shape)
+    pixels = fit.camera.project(body(fit.params).vertices)
+    assert torch.allclose(pixels[:, :, 1].amin(1), torch.tensor([50.0, 60.0]), atol=1.0)
