@@ -1,5 +1,5 @@
-"""What the refsd method needs from an avatar renderer, and a stand-in until the avatar package
-(refsd_trt.avatar: body fitting, rendering) is wired in."""
+"""What the refsd and lite methods need from an avatar renderer: ``BodyModelAvatars`` over the
+avatar package (refsd_trt.avatar: body fitting, rendering), and a clearly named stand-in for tests."""
 
 from __future__ import annotations
 
@@ -27,6 +27,38 @@ class Avatars(Protocol):
                  prompts: Sequence[PersonPrompt]) -> AvatarCrops:
         """Identity-free avatars for one image's people, posed from ``detections`` and rendered into
         the (n, 4) crop ``boxes`` (image pixels) at ``size`` × ``size``, dressed per ``prompts``."""
+
+
+class BodyModelAvatars:
+    """The real avatars: a body model (Anny by default) shaped and dressed from each person's
+    sampled attributes, posed from their keypoints (or standing in their box), rendered per crop."""
+
+    def __init__(self, body=None, rasterizer=None):
+        self._body, self.rasterizer = body, rasterizer
+
+    def body(self, device: torch.device):
+        if self._body is None:  # Anny builds in about 0.4 s once its cache exists: only when needed
+            from refsd_trt.avatar import anny_body
+
+            self._body = anny_body(device=str(device))
+        return self._body
+
+    def __call__(self, detections: PersonDetections, boxes: torch.Tensor, size: int,
+                 prompts: Sequence[PersonPrompt]) -> AvatarCrops:
+        from refsd_trt.avatar import avatar_meshes, fit_avatars, render
+
+        device = detections.boxes.device
+        if not len(detections):
+            return AvatarCrops(torch.zeros((0, 3, size, size), device=device), torch.zeros((0, 1, size, size), device=device))
+        body = self.body(device)
+        attributes, seeds = [p.attributes for p in prompts], [p.seed for p in prompts]
+        shapes = torch.stack([body.sample_shape(a, s) for a, s in zip(attributes, seeds, strict=True)])
+        keypoints = None if detections.keypoints is None else detections.keypoints.to(body.device, body.dtype)
+        image_size = tuple(detections.masks.shape[-2:])
+        fit = fit_avatars(body, detections.boxes.to(body.device, body.dtype), image_size, shapes, keypoints)
+        out = render(avatar_meshes(body, fit.params, attributes, seeds),
+                     fit.camera.crop(boxes.to(body.device, body.dtype), (size, size)), (size, size), self.rasterizer)
+        return AvatarCrops(out.rgb.to(device), out.alpha.to(device))
 
 
 @dataclass(frozen=True)

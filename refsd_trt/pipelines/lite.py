@@ -16,46 +16,45 @@ import torch
 
 from refsd_trt import failsafe
 from refsd_trt.attributes import PersonPrompt
-from refsd_trt.kernels import gaussian_blur, square_boxes, to_float
+from refsd_trt.kernels import gaussian_blur, to_float, to_uint8
 from refsd_trt.pipelines.avatars import Avatars
-from refsd_trt.pipelines.crops import merge_crops
-from refsd_trt.pipelines.timing import Timer, no_timer
+from refsd_trt.pipelines.crops import merge_crops, square_crops
+from refsd_trt.pipelines.method import CropMethod
+from refsd_trt.pipelines.timing import Timer
 from refsd_trt.types import PersonDetections
 
 
 @dataclass(frozen=True)
 class LiteSettings:
     dilate_px: int = 8  # image pixels the person masks grow before removal, so no outline remains
-    soften_px: int = 1  # crop pixels of blur on the avatar's silhouette edge
+    soften_px: int = 1  # crop pixels of blur inside the avatar's silhouette edge
     crop_scale: float = 1.1
     render_size: int = 256  # avatar crop resolution
 
 
-class LiteMethod:
+class LiteMethod(CropMethod):
     name = "lite"
 
     def __init__(self, avatars: Avatars, device: torch.device | str = "cpu", settings: LiteSettings = LiteSettings()):
         self.avatars, self.device, self.settings = avatars, torch.device(device), settings
-        self.engines: dict = {}
+        self.engines = {}
 
-    def remove(self, image: torch.Tensor, detections: PersonDetections) -> torch.Tensor:
-        """(3, H, W) uint8 -> the same image with every person's dilated mask inpainted."""
-        pixels = image.permute(1, 2, 0).cpu().numpy()
-        masks = detections.masks.cpu().numpy()
-        cleaned = failsafe.fill_people(pixels, masks, self.settings.dilate_px)
-        return torch.from_numpy(cleaned).permute(2, 0, 1).to(image.device)
+    def remove(self, canvas: torch.Tensor, detections: PersonDetections) -> None:
+        """Inpaint every person's dilated mask of one (3, H, W) [-1, 1] canvas, in place."""
+        pixels = to_uint8(canvas).permute(1, 2, 0).cpu().numpy()
+        cleaned = failsafe.fill_people(pixels, detections.masks.cpu().numpy(), self.settings.dilate_px)
+        canvas.copy_(to_float(torch.from_numpy(cleaned).permute(2, 0, 1).to(canvas.device)))
 
-    def __call__(self, images: Sequence[torch.Tensor], detections: Sequence[PersonDetections],
-                 prompts: Sequence[Sequence[PersonPrompt]], timer: Timer = no_timer) -> list[torch.Tensor]:
+    def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
+                prompts: Sequence[Sequence[PersonPrompt]], timer: Timer) -> None:
         s = self.settings
         with timer("remove"):
-            canvases = [to_float(self.remove(image, det)[None])[0] for image, det in zip(images, detections)]
+            for canvas, det in zip(canvases, detections):
+                self.remove(canvas, det)
         with timer("render"):
-            boxes = [square_boxes(d.boxes, s.crop_scale, tuple(c.shape[-2:])) for d, c in zip(detections, canvases)]
+            boxes = square_crops(detections, canvases, s.crop_scale)
             avatars = [self.avatars(d, b, s.render_size, p) for d, b, p in zip(detections, boxes, prompts)]
         with timer("merge"):
-            rgb = torch.cat([a.rgb for a in avatars]) * 2 - 1
             alpha = torch.cat([a.alpha for a in avatars])
-            merge_crops(canvases, boxes, rgb, gaussian_blur(alpha, s.soften_px) * alpha,
-                        [d.masks[:, None].float() for d in detections])
-        return [((c + 1) / 2).clamp_(0, 1) for c in canvases]
+            merge_crops(canvases, boxes, torch.cat([a.rgb for a in avatars]) * 2 - 1,
+                        gaussian_blur(alpha, s.soften_px) * alpha, [d.masks[:, None].float() for d in detections])
