@@ -7,7 +7,12 @@ import torch
 from PIL import Image
 
 from refsd_trt.avatar import (
-    SAMPLE_PERSON_BOXES, anny_body, avatar_meshes, avatar_preview, contact_sheet, fit_boxes,
+    SAMPLE_PERSON_BOXES,
+    anny_body,
+    avatar_meshes,
+    avatar_preview,
+    contact_sheet,
+    fit_boxes,
 )
 
 

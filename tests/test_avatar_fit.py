@@ -8,8 +8,19 @@ import pytest
 import torch
 
 from refsd_trt.avatar import (
-    COCO_KEYPOINTS, AvatarParams, Camera, Meshes, SmplBody, SmplModelFilesMissing, anny_body,
-    default_intrinsics, fit_boxes, fit_keypoints, render, render_avatars, rest_params,
+    COCO_KEYPOINTS,
+    AvatarParams,
+    Camera,
+    Meshes,
+    SmplBody,
+    SmplModelFilesMissing,
+    anny_body,
+    default_intrinsics,
+    fit_boxes,
+    fit_keypoints,
+    render,
+    render_avatars,
+    rest_params,
 )
 from refsd_trt.types import PersonDetections
 
@@ -111,7 +122,6 @@ def test_box_fit_stands_in_the_box(body):
 
 
 def test_render_avatars_mixes_keypoint_and_box_people(body):
-    focal, principal = default_intrinsics(SIZE, 1)
     standing = fit_boxes(body, torch.tensor([[200.0, 60.0, 300.0, 460.0]]), SIZE, body.sample_shape({}, 5)[None])
     keypoints = torch.cat([standing.camera.project(body(standing.params).keypoints), torch.ones(1, 17, 1)], -1)
     detections = PersonDetections(

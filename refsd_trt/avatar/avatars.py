@@ -9,7 +9,7 @@ import torch
 
 from refsd_trt.avatar.body_model import BodyModel
 from refsd_trt.avatar.clothing import clothing_palette, vertex_colors
-from refsd_trt.avatar.fitting import FitResult, FitSettings, fit_boxes, fit_keypoints
+from refsd_trt.avatar.fitting import DEFAULT_FIT, FitResult, FitSettings, fit_boxes, fit_keypoints
 from refsd_trt.avatar.rasterizer import Rasterizer
 from refsd_trt.avatar.records import AvatarParams, Camera, Meshes, RenderOutput
 from refsd_trt.avatar.render import render
@@ -35,7 +35,7 @@ def crop_boxes(boxes: torch.Tensor, margin: float = 0.15) -> torch.Tensor:
 
 def fit_avatars(
     body: BodyModel, boxes: torch.Tensor, image_size: tuple[int, int], shapes: torch.Tensor,
-    keypoints: torch.Tensor | None = None, settings: FitSettings = FitSettings(),
+    keypoints: torch.Tensor | None = None, settings: FitSettings = DEFAULT_FIT,
 ) -> FitResult:
     """Keypoint fits for people with at least ``MIN_KEYPOINTS`` confident keypoints, standing poses
     in their boxes for the rest."""
@@ -65,7 +65,7 @@ def avatar_meshes(body: BodyModel, params: AvatarParams, attributes: Sequence[Ma
 def render_avatars(
     detections: PersonDetections, image_size: tuple[int, int], attributes: Sequence[Mapping[str, str]],
     seeds: Sequence[int], body: BodyModel | None = None, crop_size: int = 384,
-    rasterizer: Rasterizer | None = None, settings: FitSettings = FitSettings(),
+    rasterizer: Rasterizer | None = None, settings: FitSettings = DEFAULT_FIT,
 ) -> AvatarRenders:
     """One avatar per detected person: shape and clothing sampled from that person's ``attributes``
     and ``seed``, pose fitted to their keypoints (or standing in their box), rendered in a square

@@ -23,7 +23,7 @@ _SHOES = ((0.12, 0.12, 0.12), (0.35, 0.25, 0.18), (0.85, 0.85, 0.85))
 def clothing_palette(attributes: Mapping[str, str], seed: int) -> torch.Tensor:
     """(len(BodyRegion), 3) albedo per region; children get brighter tops."""
     gen = generator(seed, stream=1)
-    pick = lambda options: options[int(torch.randint(len(options), (), generator=gen))]  # noqa: E731
+    pick = lambda options: options[int(torch.randint(len(options), (), generator=gen))]
     tops = _TOPS + _BRIGHT_TOPS if age_group(attributes) == "child" else _TOPS
     top = pick(tops)
     long_sleeves = bool(torch.rand((), generator=gen) < 0.5)

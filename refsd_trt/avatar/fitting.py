@@ -42,6 +42,9 @@ class FitSettings:
     yaw_starts: tuple[float, ...] = (0.0, math.pi)
 
 
+DEFAULT_FIT = FitSettings()
+
+
 def default_intrinsics(image_size: tuple[int, int], count: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(focal, principal), each (count, 2), for an image without calibration: the focal length equals
     the longer side (about 53 degrees across it), a typical phone or compact-camera view."""
@@ -94,7 +97,7 @@ def fit_boxes(
 
 def fit_keypoints(
     body: BodyModel, keypoints: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],
-    shape: torch.Tensor, focal: torch.Tensor | None = None, settings: FitSettings = FitSettings(),
+    shape: torch.Tensor, focal: torch.Tensor | None = None, settings: FitSettings = DEFAULT_FIT,
 ) -> FitResult:
     """Global orientation, body pose and camera placement per person from (N, 17, 3) COCO keypoints
     (x, y, confidence) in image pixels, all people and all yaw starts in one batch.
@@ -104,7 +107,7 @@ def fit_keypoints(
     """
     count, starts = keypoints.shape[0], len(settings.yaw_starts)
     start = fit_boxes(body, boxes, image_size, shape, focal)
-    expand = lambda t: t.repeat_interleave(starts, dim=0)  # noqa: E731 - row i*starts+s: person i, start s
+    expand = lambda t: t.repeat_interleave(starts, dim=0)
     target = expand(keypoints[..., :2].to(body.dtype))
     weight = expand(torch.where(keypoints[..., 2] >= settings.min_confidence, keypoints[..., 2], 0.0))
     box_h = expand(boxes[:, 3] - boxes[:, 1])
