@@ -38,6 +38,7 @@ def side_summary(run: SideRun, workload: Workload, stages: list[str]) -> dict:
     return {
         "stages": {s: summary([r.stages.get(s, 0.0) for r in run.repeats]) for s in stages},
         "end_to_end": wall,
+        "end_to_end_cpu": summary([r.cpu for r in run.repeats]),
         "images_per_s": workload.images / wall["mean"],
         "people_per_s": workload.people / wall["mean"],
         "memory": run.memory.to_dict(),
@@ -106,6 +107,7 @@ def comparison(ours: dict, baseline: dict, stages: list[str]) -> dict:
         "ratio_by_stage": {s: ratio(median(ours, s), median(baseline, s)) for s in stages},
         "ratio_end_to_end": ratio(ours_e2e, base_e2e),
         "speedup_end_to_end": speedup(ours_e2e, base_e2e),
+        "speedup_end_to_end_cpu": speedup(ours["end_to_end_cpu"]["p50"], baseline["end_to_end_cpu"]["p50"]),
     }
 
 

@@ -54,6 +54,7 @@ class Workload:
 class Repeat:
     stages: dict[str, float]  # canonical stage -> seconds over the workload
     wall: float  # end to end: first decode to last encode
+    cpu: float  # CPU seconds this process used meanwhile (all threads): steadier than wall time under others' load
     pipeline: float  # detect + anonymize: what engine time is compared with
     calls: list[EngineCall] = field(default_factory=list)
 
@@ -90,7 +91,7 @@ def run_once(side: Side, workload: Workload, out: Path, oracle: bool, round_inde
     clock = time.perf_counter
     stages: dict[str, float] = {}
     with EngineRecorder(side.engines) as recorder:
-        start = clock()
+        start, cpu_start = clock(), time.process_time()
         images = side.decode(workload.paths)
         stages["decode"] = clock() - start
 
@@ -108,8 +109,8 @@ def run_once(side: Side, workload: Workload, out: Path, oracle: bool, round_inde
         began = clock()
         side.encode(result.images, out)
         stages["encode"] = clock() - began
-        wall = clock() - start
-    return Repeat(stages, wall, pipeline, recorder.calls), result.people, [len(d) for d in detected]
+        wall, cpu = clock() - start, time.process_time() - cpu_start
+    return Repeat(stages, wall, cpu, pipeline, recorder.calls), result.people, [len(d) for d in detected]
 
 
 def run_sides(sides: Sequence[Side], workload: Workload, warmup: int, repeats: int, out: Path, oracle: bool,

@@ -23,7 +23,7 @@ def cpu_model() -> str:
 
 
 def machine_info(device: torch.device) -> dict:
-    info = {
+    return {
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -32,9 +32,12 @@ def machine_info(device: torch.device) -> dict:
         "torch": torch.__version__,
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "load_average": list(os.getloadavg()),  # a shared machine: other work slows every number
+        "load_average": load_average(),  # a shared machine: other work slows every number
     }
-    return info
+
+
+def load_average() -> list[float]:
+    return list(os.getloadavg())
 
 
 def rss_bytes() -> int:

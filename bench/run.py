@@ -17,7 +17,7 @@ from refsd_trt.bench import analysis, scaling, targets
 from refsd_trt.bench.baseline import BaselineSide
 from refsd_trt.bench.flops import FlopModel, peak_flops
 from refsd_trt.bench.harness import SideRun, Workload, run_sides
-from refsd_trt.bench.machine import machine_info, rss_bytes
+from refsd_trt.bench.machine import load_average, machine_info, rss_bytes
 from refsd_trt.bench.scenes import sample_scenes, synthetic_scenes
 from refsd_trt.config import RunConfig
 from refsd_trt.presets import PRESETS
@@ -107,7 +107,8 @@ def run_method(settings: BenchSettings, method: str, workloads: list[Workload], 
         sweeps = {
             "people_per_image": scaling.people_sweep(ours, settings.sweep, settings.size, settings.seed),
             "batch_size": scaling.batch_sweep(
-                lambda b: RefsdTrtSide(Anonymizer.from_preset(settings.preset, replace(config, batch_size=b))),
+                lambda b: ours if b == config.batch_size else RefsdTrtSide(
+                    Anonymizer.from_preset(settings.preset, replace(config, batch_size=b))),
                 settings.sweep, settings.size, settings.seed),
             "image_size": scaling.size_sweep(ours, settings.sweep, settings.seed),
         }
@@ -146,15 +147,17 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
 
     preset = PRESETS[settings.preset]
     device = resolve_device(settings.device)
+    machine = machine_info(device)
     with tempfile.TemporaryDirectory(prefix="refsd-trt-bench-") as tmp:
         work = Path(tmp)
         workloads = _workloads(settings, work / "inputs")
         methods = {m: run_method(settings, m, workloads, work, progress) for m in settings.methods}
     checked = [t for m, r in methods.items() for t in method_targets(m, r, settings.batch_size)]
+    machine["load_average_at_end"] = load_average()
     return {
         "schema": REPORT_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(device),
+        "machine": machine,
         "settings": asdict(settings),
         "people_source": {"kind": "oracle" if preset.zoo else "detector",
                           "note": (ORACLE_NOTE.format(preset=preset.name) if preset.zoo else DETECTOR_NOTE)},

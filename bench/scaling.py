@@ -21,8 +21,8 @@ class SweepSettings:
     people: tuple[int, ...] = (1, 2, 4, 8, 16)  # per image, one image per call
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8)  # images per Anonymizer call
     batch_images: int = 8  # images (of ``batch_people`` each) the batch-size sweep runs
-    batch_people: int = 2
-    sizes: tuple[int, ...] = (256, 512, 768, 1024)  # square images of ``size_people`` people
+    batch_people: int = 1
+    sizes: tuple[int, ...] = (256, 512, 1024)  # square images of ``size_people`` people
     size_people: int = 4
     repeats: int = 2
 

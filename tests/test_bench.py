@@ -134,7 +134,7 @@ def test_canonical_folds_the_inpaint_stage_into_refine():
 
 
 def _run(name: str, stages: dict[str, float], wall: float, pipeline: float, calls=(), people=(2,), detected=(0,)):
-    repeat = Repeat(dict(stages), wall, pipeline, list(calls))
+    repeat = Repeat(dict(stages), wall, wall, pipeline, list(calls))
     return SideRun(name, [repeat, repeat], list(people), list(detected), MemoryPeak(2**30, None, None))
 
 
