@@ -47,25 +47,34 @@ def side_summary(run: SideRun, workload: Workload, stages: list[str]) -> dict:
     }
 
 
+def _window(wall: float, engine: float, compute: float) -> dict:
+    overhead = wall - engine - compute
+    return {"wall_s": wall, "engine_s": engine, "non_engine_compute_s": compute, "overhead_s": overhead,
+            "overhead_fraction_of_engine": overhead / engine if engine > 0 else None}
+
+
 def time_breakdown(run: SideRun, flops: FlopModel | None, peak: float | None) -> dict:
-    """Engine time against the wall time of the pipeline around it (detect + anonymize): what is
-    neither engine time nor the avatar's own compute is orchestration overhead."""
-    engine = _mean([r.engine for r in run.repeats])
-    pipeline = _mean([r.pipeline for r in run.repeats])
-    avatar = _mean([sum(r.stages.get(s, 0.0) for s in NON_ENGINE_STAGES) for r in run.repeats])
-    overhead = pipeline - engine - avatar
+    """Engine time against the wall time around it, in two windows: ``detect`` (letterbox,
+    selection, mask decoding around the detector engines) and ``anonymize`` (crops, batching,
+    prompts, merging around the diffusion engines). What is neither engine time nor the avatar's
+    own compute is orchestration overhead. A window whose engines the pipeline does not expose
+    (no calls recorded) has no overhead fraction."""
+    n = len(run.repeats)
+    mean = lambda f: sum(f(r) for r in run.repeats) / n
+    detect = _window(mean(lambda r: r.stages.get("detect", 0.0)),
+                     mean(lambda r: sum(c.seconds for c in r.calls[:r.detect_calls])), 0.0)
+    anonymize = _window(mean(lambda r: r.pipeline - r.stages.get("detect", 0.0)),
+                        mean(lambda r: sum(c.seconds for c in r.calls[r.detect_calls:])),
+                        mean(lambda r: sum(r.stages.get(s, 0.0) for s in NON_ENGINE_STAGES)))
     by_engine: dict[str, float] = {}
     for r in run.repeats:
         for c in r.calls:
-            by_engine[c.engine] = by_engine.get(c.engine, 0.0) + c.seconds / len(run.repeats)
+            by_engine[c.engine] = by_engine.get(c.engine, 0.0) + c.seconds / n
     calls = run.repeats[-1].calls  # every repeat runs the same calls at the same shapes
     out = {
-        "pipeline_s": pipeline,
-        "engine_s": engine,
-        "non_engine_compute_s": avatar,
+        "overhead_fraction_of_engine": anonymize["overhead_fraction_of_engine"],
+        "windows": {"detect": detect, "anonymize": anonymize},
         "non_engine_stages": list(NON_ENGINE_STAGES),
-        "overhead_s": overhead,
-        "overhead_fraction_of_engine": overhead / engine if engine > 0 else None,
         "engine_s_by_engine": by_engine,
         "engine_calls": {name: sum(1 for c in calls if c.engine == name) for name in by_engine},
     }

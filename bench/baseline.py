@@ -4,7 +4,7 @@ ultralytics' ``YOLO.predict`` finds people; diffusers' pipelines process one per
 detection order, each on a square crop (``crops``) at the UNet's default resolution:
 
 - inpaint: ``StableDiffusionXLInpaintPipeline`` at the method's strength over the person's mask;
-- refsd: ``StableDiffusionInpaintPipeline`` removes the person (strength 1, the method's removal
+- refsd: the pose model runs too (as in refsd-trt); ``StableDiffusionInpaintPipeline`` removes the person (strength 1, the method's removal
   prompts), refsd-trt's own avatar renderer (passed in, so both sides draw the same avatar) is
   called for that one person, and ``StableDiffusionXLImg2ImgPipeline`` refines the crop at the
   method's strength.
@@ -31,27 +31,15 @@ from refsd_trt.attributes import DEFAULT_TEMPLATE, PersonPrompt, person_prompt
 from refsd_trt.bench.crops import cut, cut_mask, paste, square_crop
 from refsd_trt.bench.sides import OTHER, Anonymized
 from refsd_trt.config import RunConfig
-from refsd_trt.models import loaders, tiny_zoo
+from refsd_trt.diffusion.components import SCHEDULERS
+from refsd_trt.methods import model_path
+from refsd_trt.models import loaders
 from refsd_trt.pipelines.avatars import Avatars
 from refsd_trt.pipelines.inpaint import InpaintSettings
 from refsd_trt.pipelines.refsd import RefsdSettings
-from refsd_trt.presets import Preset, weights_search_path
+from refsd_trt.presets import Preset
 from refsd_trt.stages import StageTimer
 from refsd_trt.types import PersonDetections
-
-SCHEDULERS = {"euler": "EulerDiscreteScheduler", "ddim": "DDIMScheduler", "dpmpp": "DPMSolverMultistepScheduler"}
-
-
-def model_path(preset: Preset, role: str) -> Path:
-    """The local file or folder of a preset's model (tiny-zoo entries are built on first use)."""
-    ref = preset.models[role]
-    if preset.zoo:
-        folder = tiny_zoo.entry_path(ref)
-        weights = tiny_zoo.ENTRIES[ref].weights_file
-        return folder / weights if weights else folder
-    if ref.endswith(".pt"):
-        return loaders.resolve_weights_file(ref, weights_search_path())
-    return loaders.resolve_model_dir(ref)
 
 
 class BaselineSide:
@@ -69,6 +57,8 @@ class BaselineSide:
         self.config, self.settings, self.device = config, settings, device
         self.dtype = torch.float16 if device.type == "cuda" else torch.float32
         self.yolo = yolo_class()(str(model_path(preset, "detector")))
+        # refsd-trt's refsd method also runs the pose model on every image (keypoints pose the avatars).
+        self.pose = yolo_class()(str(model_path(preset, "pose"))) if isinstance(settings, RefsdSettings) else None
         vae = loaders.load_vae(model_path(preset, "vae"), torch_dtype=self.dtype) if "vae" in preset.models else None
 
         def pipeline(cls_name: str, role: str):
@@ -94,8 +84,11 @@ class BaselineSide:
 
     def detect(self, images: Sequence[np.ndarray]) -> list[PersonDetections]:
         # ultralytics takes numpy images as BGR (OpenCV's order); retina masks come at image size.
-        results = self.yolo.predict([im[..., ::-1] for im in images], conf=self.config.conf, iou=0.7,
-                                    classes=[0], device=str(self.device), retina_masks=True, verbose=False)
+        bgr = [im[..., ::-1] for im in images]
+        options = {"conf": self.config.conf, "iou": 0.7, "classes": [0], "device": str(self.device), "verbose": False}
+        results = self.yolo.predict(bgr, retina_masks=True, **options)
+        if self.pose is not None:  # timed like refsd-trt's pose pass; the baseline does not use its keypoints
+            self.pose.predict(bgr, **options)
         found = []
         for image, r in zip(images, results):
             height, width = image.shape[:2]

@@ -57,6 +57,7 @@ class Repeat:
     cpu: float  # CPU seconds this process used meanwhile (all threads): steadier than wall time under others' load
     pipeline: float  # detect + anonymize: what engine time is compared with
     calls: list[EngineCall] = field(default_factory=list)
+    detect_calls: int = 0  # the first ``detect_calls`` calls ran during detection, the rest in anonymize
 
     @property
     def engine(self) -> float:
@@ -99,6 +100,7 @@ def run_once(side: Side, workload: Workload, out: Path, oracle: bool, round_inde
         detected = side.detect(images)
         _sync(device)
         stages["detect"] = clock() - began
+        detect_calls = len(recorder.calls)
 
         people = [s.people for s in workload.scenes] if oracle else detected
         result = side.anonymize(images, people, round_keys(workload.scenes, round_index))
@@ -110,7 +112,8 @@ def run_once(side: Side, workload: Workload, out: Path, oracle: bool, round_inde
         side.encode(result.images, out)
         stages["encode"] = clock() - began
         wall, cpu = clock() - start, time.process_time() - cpu_start
-    return Repeat(stages, wall, cpu, pipeline, recorder.calls), result.people, [len(d) for d in detected]
+    repeat = Repeat(stages, wall, cpu, pipeline, recorder.calls, detect_calls)
+    return repeat, result.people, [len(d) for d in detected]
 
 
 def run_sides(sides: Sequence[Side], workload: Workload, warmup: int, repeats: int, out: Path, oracle: bool,

@@ -51,12 +51,12 @@ class MemoryPeak:
     device_working_bytes: int | None  # that peak above what was allocated at the start: the side's working memory
 
     def max(self, other: MemoryPeak) -> MemoryPeak:
-        pick = lambda a, b: None if a is None else max(a, b)  # noqa: E731
+        pick = lambda a, b: None if a is None else max(a, b)
         return MemoryPeak(max(self.host_rss_bytes, other.host_rss_bytes), pick(self.device_bytes, other.device_bytes),
                           pick(self.device_working_bytes, other.device_working_bytes))
 
     def to_dict(self) -> dict:
-        mib = lambda b: None if b is None else b / 2**20  # noqa: E731
+        mib = lambda b: None if b is None else b / 2**20
         return {"host_rss_peak_mib": mib(self.host_rss_bytes), "device_peak_mib": mib(self.device_bytes),
                 "device_working_mib": mib(self.device_working_bytes)}
 

@@ -53,9 +53,10 @@ def format_summary(report: dict) -> str:
             lines.append(f"  people/s {ours['people_per_s']:.2f} vs {base['people_per_s']:.2f}; people match: "
                          f"{w['parity']['people_match']}; detector counts match: {w['parity']['detector_counts_match']}")
             where = ours.get("where_the_time_goes")
-            if where and where["overhead_fraction_of_engine"] is not None:
-                lines.append(f"  engine {where['engine_s']:.3f} s of pipeline {where['pipeline_s']:.3f} s; "
-                             f"overhead {where['overhead_fraction_of_engine'] * 100:.1f} % of engine time")
+            for name, window in (where or {}).get("windows", {}).items():
+                fraction = window["overhead_fraction_of_engine"]
+                lines.append(f"  {name}: engines {window['engine_s']:.3f} s of {window['wall_s']:.3f} s wall; overhead "
+                             + ("n/a (engines not exposed)" if fraction is None else f"{fraction * 100:.1f} % of engine time"))
     for t in report["targets"]:
         verdict = {True: "PASS", False: "FAIL", None: "n/a "}[t["passed"]]
         measured = "-" if t["measured"] is None else f"{t['measured']:.3f}"

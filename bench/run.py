@@ -112,9 +112,6 @@ def run_method(settings: BenchSettings, method: str, workloads: list[Workload], 
                 settings.sweep, settings.size, settings.seed),
             "image_size": scaling.size_sweep(ours, settings.sweep, settings.seed),
         }
-    del ours, baseline, anonymizer, flops
-    _release()
-
     report = {"workloads": {}, "scaling": sweeps}
     for w in workloads:
         side_runs = runs[w.name]
@@ -151,7 +148,10 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
     with tempfile.TemporaryDirectory(prefix="refsd-trt-bench-") as tmp:
         work = Path(tmp)
         workloads = _workloads(settings, work / "inputs")
-        methods = {m: run_method(settings, m, workloads, work, progress) for m in settings.methods}
+        methods = {}
+        for m in settings.methods:
+            methods[m] = run_method(settings, m, workloads, work, progress)
+            _release()  # the method's models went out of scope with run_method
     checked = [t for m, r in methods.items() for t in method_targets(m, r, settings.batch_size)]
     machine["load_average_at_end"] = load_average()
     return {

@@ -133,18 +133,24 @@ def test_canonical_folds_the_inpaint_stage_into_refine():
     assert canonical({"inpaint": 1.0, "merge": 0.5}) == {"refine": 1.0, "merge": 0.5}
 
 
-def _run(name: str, stages: dict[str, float], wall: float, pipeline: float, calls=(), people=(2,), detected=(0,)):
-    repeat = Repeat(dict(stages), wall, wall, pipeline, list(calls))
+def _run(name: str, stages: dict[str, float], wall: float, pipeline: float, calls=(), people=(2,), detected=(0,),
+         detect_calls: int = 0):
+    repeat = Repeat(dict(stages), wall, wall, pipeline, list(calls), detect_calls)
     return SideRun(name, [repeat, repeat], list(people), list(detected), MemoryPeak(2**30, None, None))
 
 
 def test_time_breakdown_separates_engine_avatar_and_overhead():
-    calls = [EngineCall("refiner.unet", 0.4, ()), EngineCall("removal.vae_decoder", 0.4, ())]
-    run = _run("refsd-trt", {"fit": 0.1, "render": 0.1, "remove": 0.5, "refine": 0.5}, 1.5, 1.1, calls)
+    calls = [EngineCall("detector", 0.1, ()), EngineCall("refiner.unet", 0.4, ()), EngineCall("removal.vae_decoder", 0.4, ())]
+    stages = {"detect": 0.15, "fit": 0.1, "render": 0.1, "remove": 0.5, "refine": 0.5}
+    run = _run("refsd-trt", stages, 1.5, 1.25, calls, detect_calls=1)
     where = analysis.time_breakdown(run, None, None)
-    assert where["engine_s"] == pytest.approx(0.8) and where["non_engine_compute_s"] == pytest.approx(0.2)
-    assert where["overhead_s"] == pytest.approx(0.1) and where["overhead_fraction_of_engine"] == pytest.approx(0.125)
-    assert where["engine_calls"] == {"refiner.unet": 1, "removal.vae_decoder": 1}
+    detect, anonymize = where["windows"]["detect"], where["windows"]["anonymize"]
+    assert detect["engine_s"] == pytest.approx(0.1) and detect["overhead_fraction_of_engine"] == pytest.approx(0.5)
+    assert anonymize["engine_s"] == pytest.approx(0.8) and anonymize["non_engine_compute_s"] == pytest.approx(0.2)
+    assert anonymize["overhead_s"] == pytest.approx(0.1) and where["overhead_fraction_of_engine"] == pytest.approx(0.125)
+    assert where["engine_calls"] == {"detector": 1, "refiner.unet": 1, "removal.vae_decoder": 1}
+    unexposed = analysis.time_breakdown(_run("refsd-trt", stages, 1.5, 1.25, calls[1:]), None, None)
+    assert unexposed["windows"]["detect"]["overhead_fraction_of_engine"] is None
 
 
 def test_engines_map_to_the_stage_they_serve():

@@ -34,7 +34,7 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
             assert {"mean", "p50", "p90"} <= set(w[side]["end_to_end"])
             assert w[side]["people_per_s"] > 0 and w[side]["memory"]["host_rss_peak_mib"] > 0
         where = w["refsd-trt"]["where_the_time_goes"]
-        assert where["engine_s"] > 0 and where["overhead_fraction_of_engine"] is not None
+        assert where["windows"]["anonymize"]["engine_s"] > 0 and where["overhead_fraction_of_engine"] is not None
         assert where["flops"]["by_stage"]["refine"]["gflop"] > 0
         assert w["comparison"]["speedup_end_to_end"] > 0
         assert {"people_per_image", "batch_size", "image_size"} <= set(data["scaling"])
