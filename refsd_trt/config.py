@@ -6,12 +6,12 @@ The effective configuration (after merging) is what the manifest records for eve
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import yaml
 
 METHODS = ("refsd", "inpaint", "lite")

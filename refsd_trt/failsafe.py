@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # A person whose mask is still mostly byte-identical to the input was not replaced.
 MAX_UNCHANGED = 0.5
 SOLID = (128, 128, 128)
+INPAINT_SIDE = 512
 
 
 def dilated(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -34,10 +35,24 @@ def solid_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def inpaint_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Classical inpainting of ``mask`` (HxWx3 uint8 RGB); a solid fill if OpenCV fails."""
+    """Classical inpainting of ``mask`` (HxWx3 uint8 RGB); a solid fill if OpenCV fails.
+
+    Large images are inpainted at ``INPAINT_SIDE`` pixels on the longer side and the fill scaled
+    back: Telea's front marching smears streaks across person-sized holes at full resolution, and
+    costs seconds there; a smooth, low-detail fill is what this fallback is for."""
     try:
-        filled = cv2.inpaint(np.ascontiguousarray(image), mask.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
-        filled[~mask] = image[~mask]
+        scale = min(1.0, INPAINT_SIDE / max(image.shape[:2]))
+        small_size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA) if scale < 1 else image
+        # Any hole pixel makes its low-resolution pixel a hole, so the fill never samples the person.
+        small_mask = (cv2.resize(mask.astype(np.float32), small_size, interpolation=cv2.INTER_AREA) > 0
+                      if scale < 1 else mask)
+        small_mask = dilated(small_mask, 1) if scale < 1 else small_mask
+        fill = cv2.inpaint(np.ascontiguousarray(small), small_mask.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
+        if scale < 1:
+            fill = cv2.resize(fill, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        filled = image.copy()
+        filled[mask] = fill[mask]
         return filled
     except cv2.error as exc:
         log.warning("classical inpainting failed (%s); using a solid fill", str(exc).splitlines()[0])

@@ -20,8 +20,8 @@ def sample_image_paths() -> list[Path]:
     except (ImportError, ValueError):
         pass
     try:
-        from skimage import data
         from PIL import Image
+        from skimage import data
 
         target = Path(tempfile.gettempdir()) / "refsd-trt-samples" / "astronaut.png"
         if not target.exists():

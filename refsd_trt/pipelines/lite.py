@@ -1,7 +1,9 @@
 """The offline CPU default: classical removal and an avatar, no diffusion.
 
-1. remove: the union of the image's dilated person masks is inpainted classically (OpenCV Telea,
-   on the host: this path is CPU by design, and it is the same fill the fail-safe uses);
+1. remove: every person's whole box (dilated) is inpainted classically (OpenCV Telea, on the host:
+   this path is CPU by design, and it is the same fill the fail-safe uses). Boxes, not the masks:
+   a mask refined from a box classically (GrabCut) misses ears, hair and hands often enough that
+   removing only the mask leaves identifying pixels beside the avatar;
 2. render: each person's avatar is posed for their box (or keypoints) and rendered into a square
    crop around them;
 3. merge: the avatars are pasted over the cleaned background with softened edges, back to front.
@@ -16,6 +18,7 @@ import torch
 
 from refsd_trt import failsafe
 from refsd_trt.attributes import PersonPrompt
+from refsd_trt.detection.masks import box_masks
 from refsd_trt.kernels import gaussian_blur, to_float, to_uint8
 from refsd_trt.pipelines.avatars import Avatars
 from refsd_trt.pipelines.crops import merge_crops, square_crops
@@ -40,9 +43,11 @@ class LiteMethod(CropMethod):
         self.engines = {}
 
     def remove(self, canvas: torch.Tensor, detections: PersonDetections) -> None:
-        """Inpaint every person's dilated mask of one (3, H, W) [-1, 1] canvas, in place."""
+        """Inpaint every person's dilated box of one (3, H, W) [-1, 1] canvas, in place."""
         pixels = to_uint8(canvas).permute(1, 2, 0).cpu().numpy()
-        cleaned = failsafe.fill_people(pixels, detections.masks.cpu().numpy(), self.settings.dilate_px)
+        height, width = pixels.shape[:2]
+        boxes = box_masks(detections.boxes, height, width) | detections.masks
+        cleaned = failsafe.fill_people(pixels, boxes.cpu().numpy(), self.settings.dilate_px)
         canvas.copy_(to_float(torch.from_numpy(cleaned).permute(2, 0, 1).to(canvas.device)))
 
     def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],

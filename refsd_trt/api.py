@@ -1,0 +1,179 @@
+"""The Python API for embedding refsd-trt: build once, call per batch.
+
+    from refsd_trt import Anonymizer
+    anonymizer = Anonymizer.from_preset("lite")
+    results = anonymizer([image_a, image_b])   # HxWx3 uint8 RGB arrays or (3,H,W) uint8 tensors
+    results[0].image, results[0].people
+
+Engines are built in ``from_preset`` and reused by every call, so a server keeps one
+``Anonymizer`` and calls it from its request loop (one call at a time per instance).
+Privacy fails closed: whatever a stage does, every detected person leaves either replaced by the
+method or filled by ``failsafe``; only a failed detection yields no image (``DetectionFailed``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from refsd_trt import failsafe
+from refsd_trt.attributes import DEFAULT_TEMPLATE, PersonPrompt, person_prompt
+from refsd_trt.config import RunConfig
+from refsd_trt.detection import PersonDetector
+from refsd_trt.presets import PRESETS, Preset, choose_default
+from refsd_trt.stages import Method, StageTimer
+from refsd_trt.types import PersonDetections, PersonRecord
+
+log = logging.getLogger(__name__)
+
+
+class DetectionFailed(RuntimeError):
+    """People could not be found, so nothing about the image can be promised: no output."""
+
+
+@dataclass
+class AnonymizedImage:
+    image: np.ndarray  # HxWx3 uint8 RGB, the input's size
+    people: list[PersonRecord]
+    timings: dict[str, float]  # seconds per stage for the batch this image was part of
+    method: str
+    preset: str
+    anonymizes: bool  # False for the tiny preset: random models replace nothing meaningfully
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return [p.fallback for p in self.people if p.fallback]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device here")
+    return device
+
+
+def _as_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}")
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    if image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
+        raise ValueError(f"expected a (3, H, W) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
+    return image.to(device).contiguous()
+
+
+def pixel_key(image: torch.Tensor) -> str:
+    """A content key for images given without one (the CLI passes the file's sha256 instead)."""
+    return hashlib.sha256(image.cpu().numpy().tobytes()).hexdigest()
+
+
+class Anonymizer:
+    def __init__(self, preset: Preset, config: RunConfig, detector: PersonDetector, method: Method):
+        self.preset, self.config, self.detector, self.method = preset, config, detector, method
+        self.device = method.device
+        self.template = config.prompt or DEFAULT_TEMPLATE
+        self.profile_stages = False  # benchmarks set this: synchronise the device at stage boundaries
+
+    @classmethod
+    def from_preset(cls, name: str | None = None, config: RunConfig | None = None, **overrides) -> Anonymizer:
+        """``name`` None: the best preset whose weights are present (logged with the reason).
+        ``overrides`` are RunConfig fields (e.g. ``device="cuda"``, ``steps=20``)."""
+        from refsd_trt.methods import build_detector, build_method
+
+        config = (config or RunConfig()).merged(overrides)
+        if name is None and config.preset is None:
+            preset, why = choose_default()
+            log.info("using %s", why)
+        else:
+            key = name or config.preset
+            if key not in PRESETS:
+                raise ValueError(f"unknown preset {key!r}; known: {', '.join(PRESETS)}")
+            preset = PRESETS[key]
+        config = config.merged({"preset": preset.name})
+        device = resolve_device(config.device)
+        if preset.method == "lite" and device.type != "cpu":
+            log.info("the lite preset runs on the CPU by design (classical inpainting, GrabCut); ignoring %s", device)
+            device = torch.device("cpu")
+        return cls(preset, config, build_detector(preset, config, device), build_method(preset, config, device))
+
+    @property
+    def engines(self) -> dict:
+        return {**getattr(self.detector, "engines", {}), **self.method.engines}
+
+    def prompts_for(self, keys: Sequence[str], detections: Sequence[PersonDetections]) -> list[list[PersonPrompt]]:
+        c = self.config
+        return [[person_prompt(c.seed, key, j, c.attributes, self.template) for j in range(len(det))]
+                for key, det in zip(keys, detections)]
+
+    def __call__(self, images: Sequence[np.ndarray | torch.Tensor], detections: Sequence[PersonDetections] | None = None,
+                 image_keys: Sequence[str] | None = None) -> list[AnonymizedImage]:
+        """Anonymize a batch. ``detections`` (one record per image, e.g. from your own detector)
+        skips the built-in detector; ``image_keys`` (e.g. file hashes) seed the per-person prompts."""
+        tensors = [_as_tensor(image, self.device) for image in images]
+        keys = list(image_keys) if image_keys is not None else [pixel_key(t) for t in tensors]
+        timer = StageTimer(self.device, sync=self.profile_stages, limit_s=self.config.stage_timeout_s)
+        if detections is None:
+            try:
+                with timer("detect"):
+                    detections = self.detector.detect(tensors)
+            except Exception as exc:
+                raise DetectionFailed(f"person detection failed: {type(exc).__name__}: {exc}") from exc
+        else:
+            detections = [PersonDetections(d.boxes.to(self.device), d.scores.to(self.device),
+                                           d.masks.to(self.device), d.keypoints, d.mask_source) for d in detections]
+        prompts = self.prompts_for(keys, detections)
+        failure = None
+        outputs: list[torch.Tensor] | None = None
+        if any(len(d) for d in detections):
+            try:
+                outputs = self.method(tensors, detections, prompts, timer)
+            except Exception as exc:  # noqa: BLE001 -- any stage failure: every person of the batch is filled
+                failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+                log.warning("%s method failed for a batch of %d image(s): %s", self.method.name, len(tensors), failure)
+        else:
+            outputs = [t.float() / 255 for t in tensors]
+        return [self._finish(i, tensors[i], detections[i], prompts[i], outputs, failure, timer.seconds)
+                for i in range(len(tensors))]
+
+    def _finish(self, i: int, original: torch.Tensor, det: PersonDetections, prompts: Sequence[PersonPrompt],
+                outputs: list[torch.Tensor] | None, failure: str | None, timings: dict[str, float]) -> AnonymizedImage:
+        """Bring one image to the host, check every person was replaced, and fill those that were not."""
+        source = original.permute(1, 2, 0).cpu().numpy()
+        masks = det.masks.cpu().numpy().astype(bool)
+        reasons: dict[int, str] = {}
+        output = None
+        if outputs is not None:
+            out = outputs[i]
+            for j in range(len(det)):
+                if not bool(torch.isfinite(out[:, det.masks[j]]).all()):
+                    reasons[j] = "non-finite values in the method's output"
+            # Non-finite pixels outside the people are method garbage, not a privacy matter: keep the input there.
+            out = torch.where(torch.isfinite(out), out, original.float() / 255)
+            output = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        else:
+            reasons = dict.fromkeys(range(len(det)), failure or "no output")
+        safe, filled = failsafe.enforce(source, output, masks, self.config.dilate_px, tuple(reasons))
+        for j in filled:
+            reasons.setdefault(j, "person still mostly unchanged after the method")
+        height, width = source.shape[:2]
+        people = [
+            PersonRecord(
+                box=tuple(round(float(v), 2) for v in det.boxes[j].tolist()),
+                score=round(float(det.scores[j]), 4),
+                coverage=round(float(masks[j].sum()) / (height * width), 6),
+                prompt=prompts[j].prompt, seed=prompts[j].seed, attributes=prompts[j].attributes,
+                fallback=f"filled ({reasons[j]})" if j in reasons else None,
+            )
+            for j in range(len(det))
+        ]
+        notes = [] if self.preset.anonymizes else ["tiny preset: random models, NOT an anonymization"]
+        return AnonymizedImage(safe, people, dict(timings), self.method.name, self.preset.name,
+                               self.preset.anonymizes, notes)
