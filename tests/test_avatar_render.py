@@ -69,6 +69,22 @@ def test_cube_silhouette_and_front_face_depth():
     assert 0.2 < float(output.rgb[0, :, covered].mean()) <= 0.5
 
 
+def test_supersampling_gives_fractional_edge_coverage():
+    # A 72 px square (f * 0.9 / 2.5) shifted half a pixel sideways: its left and right edges fall mid-pixel.
+    vertices, faces = cube((0.5 * 2.5 / FOCAL, 0.0, 3.0), 0.9)
+    vertices[..., 2] = vertices[..., 2] - 0.05  # front face at z = 2.5
+    hard = render(Meshes(vertices, faces, torch.full_like(vertices, 0.5)), camera(), SIZE)
+    soft = render(Meshes(vertices, faces, torch.full_like(vertices, 0.5)), camera(), SIZE, supersample=4)
+    side_px = FOCAL * 0.9 / 2.5
+    assert abs(float(soft.alpha.sum()) - side_px**2) / side_px**2 < 0.002
+    edge = (soft.alpha > 0) & (soft.alpha < 1)
+    assert torch.allclose(soft.alpha[edge], torch.tensor(0.5)) and int(edge.sum()) == 2 * 72
+    # Edge pixels keep the surface colour (not darkened by the background): rgb is not premultiplied.
+    lit = hard.rgb[:, :, hard.alpha[0, 0] > 0]
+    assert lit.min() - 0.01 <= soft.rgb[:, :, edge[0, 0]].min() and soft.rgb[:, :, edge[0, 0]].max() <= lit.max() + 0.01
+    assert torch.allclose(soft.depth[soft.alpha > 0], torch.tensor(2.5), atol=1e-4)
+
+
 def test_batched_render_equals_per_mesh_renders():
     near, faces = cube((-0.3, 0.0, 3.0), 0.8)
     far, _ = cube((0.4, 0.2, 5.0), 1.2)

@@ -65,11 +65,11 @@ def avatar_meshes(body: BodyModel, params: AvatarParams, attributes: Sequence[Ma
 def render_avatars(
     detections: PersonDetections, image_size: tuple[int, int], attributes: Sequence[Mapping[str, str]],
     seeds: Sequence[int], body: BodyModel | None = None, crop_size: int = 384,
-    rasterizer: Rasterizer | None = None, settings: FitSettings = DEFAULT_FIT,
+    rasterizer: Rasterizer | None = None, settings: FitSettings = DEFAULT_FIT, supersample: int = 1,
 ) -> AvatarRenders:
     """One avatar per detected person: shape and clothing sampled from that person's ``attributes``
     and ``seed``, pose fitted to their keypoints (or standing in their box), rendered in a square
-    ``crop_size`` crop around their box."""
+    ``crop_size`` crop around their box (``supersample``: see ``render``)."""
     if body is None:
         from refsd_trt.avatar.anny_body import anny_body
 
@@ -81,5 +81,5 @@ def render_avatars(
     crops = crop_boxes(boxes)
     size = (crop_size, crop_size)
     camera: Camera = fit.camera.crop(crops, size)
-    output = render(avatar_meshes(body, fit.params, attributes, seeds), camera, size, rasterizer)
+    output = render(avatar_meshes(body, fit.params, attributes, seeds), camera, size, rasterizer, supersample)
     return AvatarRenders(render=output, crop_boxes=crops, fit=fit)

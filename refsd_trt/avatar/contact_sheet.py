@@ -73,7 +73,8 @@ def avatar_preview(image: np.ndarray, boxes: Sequence[tuple[float, float, float,
         boxes=person_boxes, scores=torch.ones(count), masks=torch.zeros((count, height, width), dtype=torch.bool)
     )
     attributes = [_LOOKS[(seed + i) % len(_LOOKS)] for i in range(count)]
-    renders = render_avatars(detections, (height, width), attributes, [seed + i for i in range(count)], body)
+    renders = render_avatars(detections, (height, width), attributes, [seed + i for i in range(count)], body,
+                             supersample=2)
     return overlay(image, renders)
 
 

@@ -79,6 +79,6 @@ class Meshes:
 class RenderOutput:
     """Per-person renders at crop resolution, as the compositing kernels take them."""
 
-    rgb: torch.Tensor  # (N, 3, H, W) float in 0..1, black where alpha is 0
-    alpha: torch.Tensor  # (N, 1, H, W) float in {0, 1} (no anti-aliasing)
-    depth: torch.Tensor  # (N, 1, H, W) camera-space z in metres, 0 where alpha is 0
+    rgb: torch.Tensor  # (N, 3, H, W) float in 0..1, not premultiplied, black where alpha is 0
+    alpha: torch.Tensor  # (N, 1, H, W) float: 0 or 1, or edge coverage in between when supersampled
+    depth: torch.Tensor  # (N, 1, H, W) camera-space z in metres (mean over covered samples), 0 where alpha is 0
