@@ -1,5 +1,6 @@
-"""The two methods end to end on the tiny zoo (CPU, small crops): shapes, what changes and what must
-not, images without people, the stand-in avatar, and no host reads on the hot path."""
+"""The two methods end to end on the tiny zoo (CPU, small crops, refsd with the Anny avatars): shapes,
+what changes and what must not, images without people, the avatars' crops, and no host reads on the
+hot path."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from test_diffusion import box_mask, make_image, no_host_reads, torch_components
 
 from refsd_trt.attributes import PersonPrompt
-from refsd_trt.pipelines.avatars import StandInAvatar
+from refsd_trt.pipelines.avatars import BodyModelAvatars, StandInAvatar
 from refsd_trt.pipelines.inpaint import InpaintMethod, InpaintSettings
 from refsd_trt.pipelines.refsd import RefsdMethod, RefsdSettings
 from refsd_trt.types import PersonDetections
@@ -97,3 +98,16 @@ def test_stand_in_avatar_is_a_grey_silhouette_of_the_mask():
     got = StandInAvatar()(det, torch.tensor([[0.0, 0.0, 40.0, 40.0]]), 40, [PersonPrompt({}, "", 0)])
     assert torch.equal(got.alpha, crop)
     assert torch.equal(got.rgb, 0.5 * crop.expand(-1, 3, -1, -1))
+
+
+def test_body_model_avatars_fill_the_crop_boxes():
+    _, detections, prompts = scene()
+    avatars = BodyModelAvatars()
+    det, people = detections[0], prompts[0]
+    boxes = det.boxes + torch.tensor([-5.0, -5.0, 5.0, 5.0])
+    got = avatars(det, boxes, 48, people)
+    assert got.rgb.shape == (2, 3, 48, 48) and got.alpha.shape == (2, 1, 48, 48)
+    assert (got.alpha.flatten(1).mean(1) > 0.1).all()  # each avatar fills a good part of its crop
+    assert torch.equal(got.rgb, got.rgb * got.alpha)  # black where there is no avatar
+    empty = avatars(PersonDetections.empty(160, 192), torch.zeros((0, 4)), 48, [])
+    assert empty.rgb.shape == (0, 3, 48, 48) and empty.alpha.shape == (0, 1, 48, 48)

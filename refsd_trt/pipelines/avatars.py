@@ -65,8 +65,8 @@ class BodyModelAvatars:
 class StandInAvatar:
     """NOT an avatar: a flat grey silhouette filling each person's own mask.
 
-    It keeps the person's outline, so it anonymizes nothing about body shape; it exists so the
-    refsd pipeline runs end to end (and is tested) before a real renderer is plugged in."""
+    It keeps the person's outline, so it anonymizes nothing about body shape; it is for tests of
+    the pipelines that should not depend on the body model."""
 
     grey: float = 0.5
 

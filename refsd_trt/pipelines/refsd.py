@@ -18,7 +18,7 @@ import torch
 from refsd_trt.attributes import PersonPrompt
 from refsd_trt.diffusion import CropBatch, DiffusionComponents, DiffusionStage, StageSettings
 from refsd_trt.kernels import alpha_blend, dilate, feather
-from refsd_trt.pipelines.avatars import AvatarCrops, Avatars, StandInAvatar
+from refsd_trt.pipelines.avatars import AvatarCrops, Avatars, BodyModelAvatars
 from refsd_trt.pipelines.crops import crop_images, crop_masks, generators, merge_crops, square_crops
 from refsd_trt.pipelines.method import CropMethod
 from refsd_trt.pipelines.timing import Timer
@@ -53,7 +53,7 @@ class RefsdMethod(CropMethod):
         if removal.unet_in_channels != 9 or refiner.unet_in_channels != 4:
             raise ValueError("refsd needs a 9-channel inpainting UNet for removal and a 4-channel refiner")
         s = self.settings = settings
-        self.avatars = avatars or StandInAvatar()  # until the avatar package is wired in
+        self.avatars = avatars or BodyModelAvatars()
         self.device = refiner.device
         self.removal_size = s.removal_size or removal.native_size
         self.refine_size = s.refine_size or refiner.native_size
