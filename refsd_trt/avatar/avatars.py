@@ -46,8 +46,9 @@ def fit_avatars(
     if enough.any():
         fitted = fit_keypoints(body, keypoints[enough], boxes[enough], image_size, shapes[enough],
                                settings=settings)
-        for field in ("global_orient", "body_pose", "shape"):
-            getattr(result.params, field)[enough] = getattr(fitted.params, field).to(result.params.shape.dtype)
+        # The shapes are the inputs in both fits: only pose and placement differ.
+        result.params.global_orient[enough] = fitted.params.global_orient
+        result.params.body_pose[enough] = fitted.params.body_pose
         result.camera.translation[enough] = fitted.camera.translation
         result.reprojection_px[enough] = fitted.reprojection_px
     return result

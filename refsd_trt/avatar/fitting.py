@@ -16,10 +16,10 @@ from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyModel, rest_params
 from refsd_trt.avatar.pose_prior import pose_prior
 from refsd_trt.avatar.records import AvatarParams, Camera
 
-# Torso keypoints fix the orientation and placement before the limbs are fitted.
 BOTTOM_MARGIN = 0.02  # of the image height: a box ending this close to the bottom is cut off there
 VISIBLE_FRACTION = 0.45  # of a cut-off person's height at least in view (head and chest)
 
+# Torso keypoints fix the orientation and placement before the limbs are fitted.
 _TORSO = [COCO_KEYPOINTS.index(name) for name in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
 
 
@@ -36,7 +36,7 @@ class FitSettings:
     pose_steps: int = 250  # everything
     learning_rate: float = 0.1  # initial Adam step: radians, box heights and log-depth
     min_confidence: float = 0.3  # keypoints below it count as missing (occluded, out of frame)
-    prior_weight: float = 3e-5
+    prior_weight: float = 3e-5  # of the pull toward the rest pose (``pose_prior``'s ``rest_weight``)
     # Yaw starts (radians about the vertical axis): facing the camera and facing away; profiles are
     # reached from either.
     yaw_starts: tuple[float, ...] = (0.0, math.pi)
@@ -107,6 +107,7 @@ def fit_keypoints(
     """
     count, starts = keypoints.shape[0], len(settings.yaw_starts)
     start = fit_boxes(body, boxes, image_size, shape, focal)
+    # Row i * starts + s of every batched tensor is person i from yaw start s.
     expand = lambda t: t.repeat_interleave(starts, dim=0)
     target = expand(keypoints[..., :2].to(body.dtype))
     weight = expand(torch.where(keypoints[..., 2] >= settings.min_confidence, keypoints[..., 2], 0.0))
