@@ -64,7 +64,7 @@ def _as_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}")
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        image = torch.from_numpy(image.copy()).permute(2, 0, 1)  # never alias (or need to write) the caller's array
     if image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
         raise ValueError(f"expected a (3, H, W) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
     return image.to(device).contiguous()

@@ -73,10 +73,10 @@ def _tensor(result: AnonymizedImage) -> torch.Tensor:
 class Runner:
     def __init__(self, anonymizer_factory: Callable[[], Anonymizer], out_dir: str | Path, batch_size: int,
                  resume: bool = False, limits: ReadLimits = DEFAULT_LIMITS, progress: bool = True,
-                 log: TextIO = sys.stderr):
+                 log: TextIO | None = None):
         self._factory, self._anonymizer = anonymizer_factory, None
         self.out_dir, self.batch_size, self.resume, self.limits = Path(out_dir), batch_size, resume, limits
-        self.progress, self.log = progress, log
+        self.progress, self.log = progress, log or sys.stderr  # looked up per run: tests swap sys.stderr
         self.summary = RunSummary()
 
     @property
