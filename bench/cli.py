@@ -70,11 +70,13 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def _quiet_loading() -> None:
-    """Model loading draws progress bars per component; the bench prints its own progress lines."""
+    """Model loading draws progress bars per component, and diffusers' pipelines warn on every call
+    about VAE dtypes; the bench prints its own progress lines."""
     import diffusers
     import transformers
 
     diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
 

@@ -69,6 +69,36 @@ def _release() -> None:
         torch.cuda.empty_cache()
 
 
+def _sweeps(settings: BenchSettings, config: RunConfig, ours) -> dict:
+    from refsd_trt.api import Anonymizer
+    from refsd_trt.bench.ours import RefsdTrtSide
+
+    def side_with_batch(batch_size: int):
+        if batch_size == config.batch_size:
+            return ours
+        return RefsdTrtSide(Anonymizer.from_preset(settings.preset, replace(config, batch_size=batch_size)))
+
+    return {
+        "people_per_image": scaling.people_sweep(ours, settings.sweep, settings.size, settings.seed),
+        "batch_size": scaling.batch_sweep(side_with_batch, settings.sweep, settings.size, settings.seed),
+        "image_size": scaling.size_sweep(ours, settings.sweep, settings.seed),
+    }
+
+
+def _workload_report(w: Workload, runs: dict[str, SideRun], model_rss: dict[str, int], breakdown: dict) -> dict:
+    stages = analysis.stage_names(list(runs.values()))
+    summaries = {name: analysis.side_summary(run, w, stages) for name, run in runs.items()}
+    for name, summary in summaries.items():
+        summary["memory"]["model_rss_mib"] = model_rss[name] / 2**20
+    summaries["refsd-trt"]["where_the_time_goes"] = breakdown
+    return {
+        "workload": w.describe(),
+        **summaries,
+        "comparison": analysis.comparison(summaries["refsd-trt"], summaries["baseline"], stages),
+        "parity": analysis.parity(runs["refsd-trt"], runs["baseline"], w),
+    }
+
+
 def run_method(settings: BenchSettings, method: str, workloads: list[Workload], work: Path,
                progress: Callable[[str], None]) -> dict:
     from refsd_trt.api import Anonymizer
@@ -97,36 +127,15 @@ def run_method(settings: BenchSettings, method: str, workloads: list[Workload], 
                  f"{settings.warmup} warm-up + {settings.repeats} timed rounds, sides alternating")
         runs[w.name] = run_sides([ours, baseline], w, settings.warmup, settings.repeats, work / method / w.name,
                                  oracle, device)
-    # Engine attribution and FLOP counts need the engines, so they are taken before they are released.
     flops = FlopModel(anonymizer.engines) if settings.flops else None
     peak = peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None)
     breakdowns = {w.name: analysis.time_breakdown(runs[w.name][ours.name], flops, peak) for w in workloads}
     sweeps = {}
     if settings.sweep is not None:
         progress(f"[{method}] refsd-trt scaling sweeps")
-        sweeps = {
-            "people_per_image": scaling.people_sweep(ours, settings.sweep, settings.size, settings.seed),
-            "batch_size": scaling.batch_sweep(
-                lambda b: ours if b == config.batch_size else RefsdTrtSide(
-                    Anonymizer.from_preset(settings.preset, replace(config, batch_size=b))),
-                settings.sweep, settings.size, settings.seed),
-            "image_size": scaling.size_sweep(ours, settings.sweep, settings.seed),
-        }
-    report = {"workloads": {}, "scaling": sweeps}
-    for w in workloads:
-        side_runs = runs[w.name]
-        stages = analysis.stage_names(list(side_runs.values()))
-        summaries = {name: analysis.side_summary(run, w, stages) for name, run in side_runs.items()}
-        for name, summary in summaries.items():
-            summary["memory"]["model_rss_mib"] = model_rss[name] / 2**20
-        summaries["refsd-trt"]["where_the_time_goes"] = breakdowns[w.name]
-        report["workloads"][w.name] = {
-            "workload": w.describe(),
-            **summaries,
-            "comparison": analysis.comparison(summaries["refsd-trt"], summaries["baseline"], stages),
-            "parity": analysis.parity(side_runs["refsd-trt"], side_runs["baseline"], w),
-        }
-    return report
+        sweeps = _sweeps(settings, config, ours)
+    return {"workloads": {w.name: _workload_report(w, runs[w.name], model_rss, breakdowns[w.name]) for w in workloads},
+            "scaling": sweeps}
 
 
 def method_targets(method: str, report: dict, batch_size: int) -> list[targets.Target]:
