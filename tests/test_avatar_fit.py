@@ -11,6 +11,7 @@ from refsd_trt.avatar import (
     COCO_KEYPOINTS,
     AvatarParams,
     Camera,
+    FitSettings,
     Meshes,
     SmplBody,
     SmplModelFilesMissing,
@@ -129,11 +130,13 @@ def test_render_avatars_mixes_keypoint_and_box_people(body):
         scores=torch.ones(2), masks=torch.zeros((2, *SIZE), dtype=torch.bool),
         keypoints=torch.cat([keypoints, torch.zeros(1, 17, 3)]),  # the second person has none
     )
-    renders = render_avatars(detections, SIZE, [{"gender": "male"}, {"age": "child"}], [0, 1], body, crop_size=128)
+    quick = FitSettings(camera_steps=20, pose_steps=100)  # a short fit: accuracy is the other test's job
+    renders = render_avatars(detections, SIZE, [{"gender": "male"}, {"age": "child"}], [0, 1], body, crop_size=128,
+                             settings=quick)
     assert renders.render.rgb.shape == (2, 3, 128, 128) and renders.render.alpha.shape == (2, 1, 128, 128)
     coverage = renders.render.alpha.mean(dim=(1, 2, 3))
     assert torch.all(coverage > 0.05)
-    assert torch.isfinite(renders.fit.reprojection_px[0]) and float(renders.fit.reprojection_px[0]) < 3.0
+    assert torch.isfinite(renders.fit.reprojection_px[0]) and float(renders.fit.reprojection_px[0]) < 4.0
     assert torch.isnan(renders.fit.reprojection_px[1])  # no keypoints: standing pose
     assert torch.all(renders.render.depth[renders.render.alpha > 0] > 0)
 
