@@ -133,7 +133,7 @@ def test_batched_crops_equal_each_crop_alone(zoo):
     assert (batched[0] - batched[2]).abs().max() > 1e-2
 
 
-def test_each_distinct_prompt_is_encoded_once(zoo):
+def test_prompts_are_encoded_once_while_cached(zoo):
     from refsd_trt.diffusion import PromptEncoder
 
     components = torch_components(zoo("sdxl"))
@@ -146,6 +146,13 @@ def test_each_distinct_prompt_is_encoded_once(zoo):
     assert [len(batch) for batch in calls] == [2, 2, 1, 1]
     assert torch.equal(first.hidden[1], again.hidden[0]) and torch.equal(first.pooled[0], again.pooled[1])
     assert first.hidden.shape == (4, 77, 64) and first.pooled.shape == (4, 32)
+
+    small = PromptEncoder(DiffusionComponents(**{**components.__dict__, "text_encoders": tuple(counted)}), capacity=2)
+    calls.clear()
+    small.encode(["a boy", "a girl", "a man"])  # more than it keeps: all three still come back
+    small.encode(["a man", "a girl"])  # the two most recent are kept
+    small.encode(["a boy"])  # evicted: encoded again
+    assert [len(batch) for batch in calls] == [2, 2, 1, 1, 1, 1]
 
 
 class CountingEngine:
