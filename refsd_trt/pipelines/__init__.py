@@ -1,2 +1,3 @@
-"""The two pseudonymization methods, orchestrated over detections: ``InpaintMethod`` (Zwick et al.
-2024) and ``RefsdMethod`` (removal, avatar, refinement)."""
+"""The pseudonymization methods, orchestrated over detections: ``InpaintMethod`` (Zwick et al. 2024),
+``RefsdMethod`` (removal, avatar, refinement) and ``LiteMethod`` (classical removal and an avatar, no
+diffusion), all on the ``CropMethod`` contract."""
