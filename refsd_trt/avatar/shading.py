@@ -26,22 +26,24 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 
 
 def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
-    """(N, V, C) per-vertex attributes -> (N, H, W, C) at the fragments (0 where uncovered)."""
-    count = attributes.shape[0]
-    face = fragments.face.clamp_min(0)
-    per_corner = attributes[torch.arange(count, device=face.device)[:, None, None, None], faces[face]]
-    values = (per_corner * fragments.bary[..., None]).sum(-2)
-    return values * (fragments.face >= 0)[..., None]
+    """(N, V, C) per-vertex attributes -> (N, H, W, C) at the fragments (0 where uncovered). Only
+    covered pixels are computed: a person fills a fraction of their crop."""
+    person, row, col = torch.nonzero(fragments.face >= 0, as_tuple=True)
+    corners = faces[fragments.face[person, row, col]]  # (P, 3)
+    values = (attributes[person[:, None], corners] * fragments.bary[person, row, col, :, None]).sum(1)
+    output = attributes.new_zeros((*fragments.face.shape, attributes.shape[-1]))
+    output[person, row, col] = values
+    return output
 
 
 def shade(fragments: Fragments, camera_vertices: torch.Tensor, faces: torch.Tensor,
           albedo: torch.Tensor) -> torch.Tensor:
     """(N, H, W, 3) Lambert-shaded colour of camera-frame meshes with (N, V, 3) albedo."""
-    normals = F.normalize(interpolate(fragments, faces, vertex_normals(camera_vertices, faces)), dim=-1)
-    positions = interpolate(fragments, faces, camera_vertices)
+    stacked = torch.cat([vertex_normals(camera_vertices, faces), camera_vertices, albedo.to(camera_vertices)], -1)
+    normals, positions, colour = interpolate(fragments, faces, stacked).split(3, dim=-1)
+    normals = F.normalize(normals, dim=-1)
     # Two-sided: flip normals that face away from the viewer, whatever the mesh's winding.
     facing = torch.where((normals * positions).sum(-1, keepdim=True) > 0, -normals, normals)
     light = F.normalize(camera_vertices.new_tensor(LIGHT_DIRECTION), dim=0)
     diffuse = (facing * light).sum(-1, keepdim=True).clamp_min(0)
-    colour = interpolate(fragments, faces, albedo) * (AMBIENT + (1 - AMBIENT) * diffuse)
-    return colour.clamp(0, 1)
+    return (colour * (AMBIENT + (1 - AMBIENT) * diffuse)).clamp(0, 1)
