@@ -214,3 +214,19 @@ def test_real_photos_load_with_their_hash_and_size():
             assert loaded.size == im.size and loaded.format == im.format
         assert loaded.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
         assert loaded.pixels.is_contiguous() and loaded.pixels.shape == (3, im.size[1], im.size[0])
+
+
+def test_refusals_survive_ultralytics_patching_pillow(tmp_path):
+    # Importing ultralytics (export time, maybe in the same process) wraps PIL.Image.open so that
+    # an unidentified file triggers a HEIF plugin install; the reader must still just refuse it.
+    import importlib
+
+    from refsd_trt.export.ultralytics_offline import yolo_class
+
+    yolo_class()
+    importlib.import_module("ultralytics.utils.patches")
+    path = tmp_path / "text.jpg"
+    path.write_text("not an image")
+    with pytest.raises(InputError) as caught:
+        read_image(path)
+    assert caught.value.kind is InputErrorKind.NOT_AN_IMAGE

@@ -36,10 +36,12 @@ decoded from, so ``LoadedImage.sha256`` describes exactly the bytes that were re
 from __future__ import annotations
 
 import struct
+import sys
 import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO
 
 import numpy as np
@@ -153,11 +155,20 @@ def read_image(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> LoadedI
     return LoadedImage(pixels, path, file_format, original_size, sha256, notes)
 
 
+def _pillow_open() -> Callable[..., Image.Image]:
+    """Pillow's own ``Image.open``. Importing ultralytics (export time, possibly in this process)
+    replaces it process-wide with a wrapper that answers an unidentified file by trying to install
+    and import a HEIF plugin; a refused input must stay a plain refusal."""
+    if Image.open.__module__ == Image.__name__:
+        return Image.open
+    return getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", Image.open)
+
+
 def _decode(
     path: Path, stream: BinaryIO, limits: ReadLimits
 ) -> tuple[torch.Tensor, str, tuple[int, int], list[str]]:
     try:
-        im = Image.open(stream, formats=_DECODERS)
+        im = _pillow_open()(stream, formats=_DECODERS)
     except Image.DecompressionBombError as err:
         raise InputError(
             path,
