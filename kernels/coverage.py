@@ -11,7 +11,7 @@ from .blend import paste_back
 def coverage(masks: torch.Tensor) -> torch.Tensor:
     """(N, ...) masks -> (N,) float32 sum of each mask. Measure in image pixels (full-resolution
     masks): crop-space masks all have the crop's size and would not compare people."""
-    return masks.reshape(masks.shape[0], -1).float().sum(dim=1)
+    return masks.flatten(1).float().sum(dim=1)
 
 
 def coverage_order(masks: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ def _run_config(args: argparse.Namespace):
     return base.merged({
         "preset": args.preset, "method": args.method, "strength": args.strength, "steps": args.steps,
         "prompt": args.prompt, "seed": args.seed, "device": args.device, "backend": args.backend,
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, "crop_batch_size": args.crop_batch_size,
         "attributes": parse_attributes(args.attributes) if args.attributes else None,
     })
 
@@ -81,6 +81,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"))
     parser.add_argument("--batch-size", type=int, help="images (or video frames) per batch")
+    parser.add_argument("--crop-batch-size", type=int, help="person crops per UNet call, 1..8 (default 4)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,8 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto: the first CUDA device if there is one, else cpu
     backend: str = "auto"
-    batch_size: int = 4  # images per batch; person crops are batched separately by the engines
+    batch_size: int = 4  # images (or video frames) read and detected together
+    crop_batch_size: int = 4  # person crops per UNet call (twice as many rows with guidance)
     conf: float = 0.25  # detection confidence threshold
     dilate_px: int = 8  # people masks grow by this before removal, so no outline remains
     feather_px: int = 6
@@ -50,6 +51,9 @@ class RunConfig:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {self.strength}")
+        if not 1 <= self.crop_batch_size <= 8:
+            raise ValueError(f"crop_batch_size must be 1..8 (the engines' batch range with guidance), "
+                             f"got {self.crop_batch_size}")
         for name in ("steps", "batch_size", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -83,7 +83,7 @@ def _inpaint(preset: Preset, config: RunConfig, device: torch.device) -> Method:
 
     settings = InpaintSettings(steps=config.steps, strength=config.strength, guidance_scale=config.guidance_scale,
                                negative_prompt=config.negative_prompt, dilate_px=config.dilate_px,
-                               feather_px=config.feather_px, batch_size=config.batch_size)
+                               feather_px=config.feather_px, batch_size=config.crop_batch_size)
     return InpaintMethod(_components(preset, config, device, "inpainter"), settings)
 
 
@@ -93,7 +93,8 @@ def _refsd(preset: Preset, config: RunConfig, device: torch.device) -> Method:
 
     settings = RefsdSettings(removal_steps=config.steps, steps=config.steps, strength=config.strength,
                              guidance_scale=config.guidance_scale, negative_prompt=config.negative_prompt,
-                             dilate_px=config.dilate_px, feather_px=config.feather_px, batch_size=config.batch_size)
+                             dilate_px=config.dilate_px, feather_px=config.feather_px,
+                             batch_size=config.crop_batch_size)
     return RefsdMethod(_components(preset, config, device, "removal"), _components(preset, config, device, "refiner"),
                        settings, avatars=BodyModelAvatars())
 

@@ -236,3 +236,9 @@ def test_coverage_merge_pastes_the_larger_person_last(input_order):
     assert torch.equal(canvas[:, 20, 22], colours[0])  # overlap: the larger person wins
     assert torch.equal(canvas[:, 20, 28], colours[1])  # the small one's own part survives
     assert torch.equal(canvas[:, 2, 2], torch.zeros(3))
+
+
+def test_coverage_of_no_masks_is_empty():
+    from refsd_trt.kernels import coverage
+
+    assert coverage(torch.zeros((0, 1, 8, 8))).shape == (0,)
