@@ -143,6 +143,14 @@ class Anonymizer:
         return [self._finish(i, tensors[i], detections[i], prompts[i], outputs, failure, timer.seconds)
                 for i in range(len(tensors))]
 
+    def _size_notes(self, box: torch.Tensor, filled: bool) -> list[str]:
+        """Recall first: small people are never skipped. Say how a small one was handled."""
+        side = self.method.settings.crop_scale * float((box[2:] - box[:2]).max())
+        if filled or side >= self.method.working_size:
+            return []
+        return [f"small person: {side:.0f} px crop upscaled x{self.method.working_size / side:.1f} "
+                f"to {self.method.working_size} px"]
+
     def _finish(self, i: int, original: torch.Tensor, det: PersonDetections, prompts: Sequence[PersonPrompt],
                 outputs: list[torch.Tensor] | None, failure: str | None, timings: dict[str, float]) -> AnonymizedImage:
         """Bring one image to the host, check every person was replaced, and fill those that were not."""
@@ -164,13 +172,14 @@ class Anonymizer:
         for j in filled:
             reasons.setdefault(j, "person still mostly unchanged after the method")
         height, width = source.shape[:2]
+        notes_per_person = [self._size_notes(det.boxes[j], j in reasons) for j in range(len(det))]
         people = [
             PersonRecord(
                 box=tuple(round(float(v), 2) for v in det.boxes[j].tolist()),
                 score=round(float(det.scores[j]), 4),
                 coverage=round(float(masks[j].sum()) / (height * width), 6),
                 prompt=prompts[j].prompt, seed=prompts[j].seed, attributes=prompts[j].attributes,
-                fallback=f"filled ({reasons[j]})" if j in reasons else None,
+                fallback=f"filled ({reasons[j]})" if j in reasons else None, notes=notes_per_person[j],
             )
             for j in range(len(det))
         ]

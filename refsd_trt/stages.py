@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -56,6 +56,8 @@ class Method(Protocol):
     name: str
     device: torch.device
     engines: dict[str, Engine]  # what the method runs, for instrumentation and the manifest
+    working_size: int  # the square crop resolution people are processed at
+    settings: Any  # the method's settings dataclass; ``crop_scale`` sizes each person's square crop
 
     def __call__(self, images: Sequence[torch.Tensor], detections: Sequence[PersonDetections],
                  prompts: Sequence[Sequence[PersonPrompt]], timer: StageTimer) -> list[torch.Tensor]:

@@ -116,6 +116,8 @@ def test_given_detections_skip_the_detector(lite, monkeypatch):
     given = PersonDetections(torch.tensor([[50.0, 20, 80, 80]]), torch.tensor([1.0]), masks)
     result = lite([image], detections=[given])[0]
     assert failsafe.unchanged_fraction(image, result.image, masks[0].numpy()) < REPLACED
+    # A 60 px tall person: the 66 px crop is upscaled to the 256 px working size, and the record says so.
+    assert result.people[0].notes == ["small person: 66 px crop upscaled x3.9 to 256 px"]
 
 
 def _digest(folder: Path) -> dict[str, tuple[str, int]]:

@@ -42,7 +42,7 @@ class InpaintMethod(CropMethod):
         if inpainter.unet_in_channels != 9:
             raise ValueError("the inpaint method needs a 9-channel inpainting UNet")
         self.settings = settings
-        self.size = settings.size or inpainter.native_size
+        self.size = self.working_size = settings.size or inpainter.native_size
         self.device = inpainter.device
         self.stage = DiffusionStage(inpainter, StageSettings(
             settings.steps, settings.strength, settings.guidance_scale, settings.negative_prompt,

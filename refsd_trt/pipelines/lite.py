@@ -41,6 +41,7 @@ class LiteMethod(CropMethod):
     def __init__(self, avatars: Avatars, device: torch.device | str = "cpu", settings: LiteSettings = LiteSettings()):
         self.avatars, self.device, self.settings = avatars, torch.device(device), settings
         self.engines = {}
+        self.working_size = settings.render_size
 
     def remove(self, canvas: torch.Tensor, detections: PersonDetections) -> None:
         """Inpaint every person's dilated box of one (3, H, W) [-1, 1] canvas, in place."""

@@ -19,6 +19,7 @@ class CropMethod(ABC):
     name: str
     device: torch.device
     engines: dict[str, Engine]  # what the method runs, for instrumentation and the manifest
+    working_size: int  # the square crop resolution people are processed at (smaller people are upscaled)
 
     def __call__(self, images: Sequence[torch.Tensor], detections: Sequence[PersonDetections],
                  prompts: Sequence[Sequence[PersonPrompt]], timer: Timer = no_timer) -> list[torch.Tensor]:

@@ -56,7 +56,7 @@ class RefsdMethod(CropMethod):
         self.avatars = avatars or BodyModelAvatars()
         self.device = refiner.device
         self.removal_size = s.removal_size or removal.native_size
-        self.refine_size = s.refine_size or refiner.native_size
+        self.refine_size = self.working_size = s.refine_size or refiner.native_size
         self.remover = DiffusionStage(removal, StageSettings(
             s.removal_steps, 1.0, s.removal_guidance_scale, s.removal_negative_prompt, batch_size=s.batch_size))
         self.refiner = DiffusionStage(refiner, StageSettings(
