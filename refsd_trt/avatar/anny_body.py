@@ -9,7 +9,7 @@ import roma
 import torch
 
 from refsd_trt.avatar.attributes import age_group, gender, generator, uniform
-from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, JointSpec
+from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, joint_specs
 from refsd_trt.avatar.records import AvatarParams, BodyOutput
 
 # Anny is Z-up, facing -y, with the person's left on +x; the body frame is OpenCV-like (y down, facing -z).
@@ -17,22 +17,9 @@ _ANNY_TO_BODY = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]
 
 # Anny's "local-ref" pose deltas rotate a bone about its head in world-aligned axes (x: the person's
 # left, y: backwards, z: up), so one set of bounds serves both sides: a knee bends about +x.
-# The spine and neck are stiff so that the body's yaw goes to the global orientation rather than
-# into a twisted torso; limbs are free within their limits but resist twisting about themselves.
-ANNY_JOINTS = (
-    JointSpec("spine04", max_angle=0.5, weight=20.0),
-    JointSpec("spine02", max_angle=0.5, weight=20.0),
-    JointSpec("neck01", max_angle=0.6, weight=5.0),
-    JointSpec("head", max_angle=0.6, weight=5.0),
-    JointSpec("upperarm01.L", max_angle=2.8, weight=0.1, twist_weight=2.0),
-    JointSpec("upperarm01.R", max_angle=2.8, weight=0.1, twist_weight=2.0),
-    JointSpec("lowerarm01.L", max_angle=2.6, weight=0.1, twist_weight=2.0),
-    JointSpec("lowerarm01.R", max_angle=2.6, weight=0.1, twist_weight=2.0),
-    JointSpec("upperleg01.L", max_angle=2.0, weight=0.2, twist_weight=5.0),
-    JointSpec("upperleg01.R", max_angle=2.0, weight=0.2, twist_weight=5.0),
-    JointSpec("lowerleg01.L", max_angle=2.6, weight=0.2, hinge_axis=0),
-    JointSpec("lowerleg01.R", max_angle=2.6, weight=0.2, hinge_axis=0),
-)
+ANNY_JOINTS = joint_specs(("spine04", "spine02", "neck01", "head", "upperarm01.L", "upperarm01.R",
+                           "lowerarm01.L", "lowerarm01.R", "upperleg01.L", "upperleg01.R",
+                           "lowerleg01.L", "lowerleg01.R"))
 
 # Rest is an A-pose (arms about 55 degrees from the body); rotating the upper arms about y brings
 # them down to a relaxed stance, mirrored for the right arm.

@@ -44,6 +44,33 @@ class JointSpec:
     hinge_axis: int | None = None
 
 
+# The pose prior's bounds per joint, shared by every body model (each names its own bones): the spine
+# and neck are stiff so that the body's yaw goes to the global orientation rather than into a twisted
+# torso; limbs are free within their limits but resist twisting about themselves; knees are hinges.
+_JOINT_BOUNDS = (
+    ("spine_lower", {"max_angle": 0.5, "weight": 20.0}),
+    ("spine_upper", {"max_angle": 0.5, "weight": 20.0}),
+    ("neck", {"max_angle": 0.6, "weight": 5.0}),
+    ("head", {"max_angle": 0.6, "weight": 5.0}),
+    ("left_upper_arm", {"max_angle": 2.8, "weight": 0.1, "twist_weight": 2.0}),
+    ("right_upper_arm", {"max_angle": 2.8, "weight": 0.1, "twist_weight": 2.0}),
+    ("left_forearm", {"max_angle": 2.6, "weight": 0.1, "twist_weight": 2.0}),
+    ("right_forearm", {"max_angle": 2.6, "weight": 0.1, "twist_weight": 2.0}),
+    ("left_thigh", {"max_angle": 2.0, "weight": 0.2, "twist_weight": 5.0}),
+    ("right_thigh", {"max_angle": 2.0, "weight": 0.2, "twist_weight": 5.0}),
+    ("left_shin", {"max_angle": 2.6, "weight": 0.2, "hinge_axis": 0}),
+    ("right_shin", {"max_angle": 2.6, "weight": 0.2, "hinge_axis": 0}),
+)
+
+
+def joint_specs(bone_names: tuple[str, ...]) -> tuple[JointSpec, ...]:
+    """The shared joint bounds for a body model whose bones for the joints above, in that order,
+    are ``bone_names``."""
+    if len(bone_names) != len(_JOINT_BOUNDS):
+        raise ValueError(f"expected {len(_JOINT_BOUNDS)} bone names, got {len(bone_names)}")
+    return tuple(JointSpec(name, **bounds) for name, (_, bounds) in zip(bone_names, _JOINT_BOUNDS))
+
+
 @runtime_checkable
 class BodyModel(Protocol):
     """A batched parametric body: ``AvatarParams`` -> vertices, faces and COCO-17 keypoints."""

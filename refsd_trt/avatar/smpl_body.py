@@ -13,7 +13,7 @@ import roma
 import torch
 
 from refsd_trt.avatar.attributes import generator
-from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, JointSpec
+from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, joint_specs
 from refsd_trt.avatar.records import AvatarParams, BodyOutput
 
 ModelType = Literal["smpl", "smplx"]
@@ -25,20 +25,8 @@ _SMPL_TO_BODY = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
 # Indices into ``body_pose`` joints (the SMPL kinematic tree minus the pelvis). SMPL's joint axes are
 # those of its Y-up frame, so a knee bends about +x.
-SMPL_JOINTS = (
-    JointSpec("spine1", max_angle=0.5, weight=20.0),
-    JointSpec("spine3", max_angle=0.5, weight=20.0),
-    JointSpec("neck", max_angle=0.6, weight=5.0),
-    JointSpec("head", max_angle=0.6, weight=5.0),
-    JointSpec("left_shoulder", max_angle=2.8, weight=0.1, twist_weight=2.0),
-    JointSpec("right_shoulder", max_angle=2.8, weight=0.1, twist_weight=2.0),
-    JointSpec("left_elbow", max_angle=2.6, weight=0.1, twist_weight=2.0),
-    JointSpec("right_elbow", max_angle=2.6, weight=0.1, twist_weight=2.0),
-    JointSpec("left_hip", max_angle=2.0, weight=0.2, twist_weight=5.0),
-    JointSpec("right_hip", max_angle=2.0, weight=0.2, twist_weight=5.0),
-    JointSpec("left_knee", max_angle=2.6, weight=0.2, hinge_axis=0),
-    JointSpec("right_knee", max_angle=2.6, weight=0.2, hinge_axis=0),
-)
+SMPL_JOINTS = joint_specs(("spine1", "spine3", "neck", "head", "left_shoulder", "right_shoulder", "left_elbow",
+                           "right_elbow", "left_hip", "right_hip", "left_knee", "right_knee"))
 _STANDING = {"left_shoulder": (0.0, 0.0, -1.2), "right_shoulder": (0.0, 0.0, 1.2)}  # T-pose -> arms down
 _FITTING_START = {"left_hip": (-0.3, 0.0, 0.0), "right_hip": (-0.3, 0.0, 0.0),
                   "left_knee": (0.5, 0.0, 0.0), "right_knee": (0.5, 0.0, 0.0)}
