@@ -12,8 +12,8 @@ from refsd_trt.bench.scaling import SweepSettings
 
 # What --quick changes (CI smoke: seconds, not minutes); flags given explicitly still win.
 QUICK = {"images": 1, "people": 2, "repeats": 1, "warmup": 0, "steps": 2, "size": (256, 256), "batch_size": 2,
-         "samples": False}
-QUICK_SWEEP = SweepSettings(people=(1, 2), batch_sizes=(1, 2), batch_images=2, batch_people=1, sizes=(256,),
+         "crop_batch_size": 2, "samples": False}
+QUICK_SWEEP = SweepSettings(people=(1, 2), crop_batch_sizes=(1, 2), batch_images=1, batch_people=2, sizes=(256,),
                             size_people=1, repeats=1)
 METHODS = {"inpaint": ("inpaint",), "refsd": ("refsd",), "both": ("inpaint", "refsd")}
 
@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--repeats", type=int, help="timed runs (default 3)")
     p.add_argument("--warmup", type=int, help="untimed runs first (default 1)")
     p.add_argument("--steps", type=int, help="diffusion steps on both sides (default 4)")
-    p.add_argument("--batch-size", type=int, help="images per refsd-trt batch (default 8)")
+    p.add_argument("--batch-size", type=int, help="images per refsd-trt Anonymizer call (default 8)")
+    p.add_argument("--crop-batch-size", type=int, help="person crops per UNet call (default 4)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "tensorrt"])

@@ -14,7 +14,7 @@ import numpy as np
 PLOT_NAME = "bench.png"
 SWEEPS = (  # scaling key, x field, y field, title
     ("people_per_image", "people_per_image", "seconds_per_person", "per person vs people per image"),
-    ("batch_size", "batch_size", "seconds_per_person", "per person vs batch size (images)"),
+    ("crop_batch_size", "crop_batch_size", "seconds_per_person", "per person vs crops per UNet call"),
     ("image_size", "size", "seconds_per_image", "per image vs image size (px)"),
 )
 

@@ -42,7 +42,8 @@ class BenchSettings:
     repeats: int = 3
     warmup: int = 1
     steps: int = 4
-    batch_size: int = 8
+    batch_size: int = 8  # images per Anonymizer call
+    crop_batch_size: int = 4  # person crops per UNet call (RunConfig's default)
     seed: int = 0
     device: str = "auto"
     backend: str = "auto"
@@ -52,6 +53,7 @@ class BenchSettings:
 
     def run_config(self, method: str) -> RunConfig:
         return RunConfig(preset=self.preset, method=method, steps=self.steps, batch_size=self.batch_size,
+                         crop_batch_size=self.crop_batch_size,
                          seed=self.seed, device=self.device, backend=self.backend)
 
 
@@ -73,14 +75,14 @@ def _sweeps(settings: BenchSettings, config: RunConfig, ours) -> dict:
     from refsd_trt.api import Anonymizer
     from refsd_trt.bench.ours import RefsdTrtSide
 
-    def side_with_batch(batch_size: int):
-        if batch_size == config.batch_size:
+    def side_with_crop_batch(crop_batch_size: int):
+        if crop_batch_size == config.crop_batch_size:
             return ours
-        return RefsdTrtSide(Anonymizer.from_preset(settings.preset, replace(config, batch_size=batch_size)))
+        return RefsdTrtSide(Anonymizer.from_preset(settings.preset, replace(config, crop_batch_size=crop_batch_size)))
 
     return {
         "people_per_image": scaling.people_sweep(ours, settings.sweep, settings.size, settings.seed),
-        "batch_size": scaling.batch_sweep(side_with_batch, settings.sweep, settings.size, settings.seed),
+        "crop_batch_size": scaling.crop_batch_sweep(side_with_crop_batch, settings.sweep, settings.size, settings.seed),
         "image_size": scaling.size_sweep(ours, settings.sweep, settings.seed),
     }
 
@@ -138,13 +140,13 @@ def run_method(settings: BenchSettings, method: str, workloads: list[Workload], 
             "scaling": sweeps}
 
 
-def method_targets(method: str, report: dict, batch_size: int) -> list[targets.Target]:
+def method_targets(method: str, report: dict, crop_batch_size: int) -> list[targets.Target]:
     main = report["workloads"]["synthetic"]
     breakdown = main["refsd-trt"].get("where_the_time_goes", {})
     found = [targets.speedup_target(method, main["comparison"]["speedup_end_to_end"]),
              targets.overhead_target(method, breakdown.get("overhead_fraction_of_engine"))]
     if report["scaling"]:
-        found.append(targets.scaling_target(method, report["scaling"]["people_per_image"], batch_size))
+        found.append(targets.scaling_target(method, report["scaling"]["people_per_image"], crop_batch_size))
     return found
 
 
@@ -161,7 +163,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
         for m in settings.methods:
             methods[m] = run_method(settings, m, workloads, work, progress)
             _release()  # the method's models went out of scope with run_method
-    checked = [t for m, r in methods.items() for t in method_targets(m, r, settings.batch_size)]
+    checked = [t for m, r in methods.items() for t in method_targets(m, r, settings.crop_batch_size)]
     machine["load_average_at_end"] = load_average()
     return {
         "schema": REPORT_SCHEMA,

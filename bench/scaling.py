@@ -1,5 +1,5 @@
-"""How refsd-trt's time grows: per person as people per image and batch size grow, and against
-image size. Only the anonymize step is timed (decode, detection and encode do not depend on the
+"""How refsd-trt's time grows: per person as people per image and crops per UNet call grow, and
+against image size. Only the anonymize step is timed (decode, detection and encode do not depend on the
 people), median of ``repeats`` runs after one warm-up. The baseline is left out: it processes one
 person at a time, so its time per person is flat by construction.
 """
@@ -19,9 +19,9 @@ from refsd_trt.bench.sides import Side
 @dataclass(frozen=True)
 class SweepSettings:
     people: tuple[int, ...] = (1, 2, 4, 8, 16)  # per image, one image per call
-    batch_sizes: tuple[int, ...] = (1, 2, 4, 8)  # images per Anonymizer call
-    batch_images: int = 8  # images (of ``batch_people`` each) the batch-size sweep runs
-    batch_people: int = 1
+    crop_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)  # person crops per UNet call
+    batch_images: int = 1  # images (of ``batch_people`` each) the crop-batch sweep runs
+    batch_people: int = 8
     sizes: tuple[int, ...] = (256, 512, 1024)  # square images of ``size_people`` people
     size_people: int = 4
     repeats: int = 2
@@ -52,13 +52,13 @@ def people_sweep(side: Side, settings: SweepSettings, size: tuple[int, int], see
     return points
 
 
-def batch_sweep(make_side: Callable[[int], Side], settings: SweepSettings, size: tuple[int, int],
-                seed: int) -> list[dict]:
-    """``make_side(batch_size)`` builds a side whose Anonymizer batches that many images."""
+def crop_batch_sweep(make_side: Callable[[int], Side], settings: SweepSettings, size: tuple[int, int],
+                     seed: int) -> list[dict]:
+    """``make_side(n)`` builds a side whose diffusion stages run ``n`` person crops per UNet call."""
     scenes = synthetic_scenes(settings.batch_images, settings.batch_people, size, seed)
     points = []
-    for b in settings.batch_sizes:
-        points.append(_point("batch_size", b, time_anonymize(make_side(b), scenes, settings.repeats), scenes))
+    for b in settings.crop_batch_sizes:
+        points.append(_point("crop_batch_size", b, time_anonymize(make_side(b), scenes, settings.repeats), scenes))
     return points
 
 

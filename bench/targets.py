@@ -42,12 +42,13 @@ def overhead_target(method: str, fraction: float | None) -> Target:
                   MAX_OVERHEAD, fraction, higher_is_better=False)
 
 
-def scaling_target(method: str, points: list[dict], batch_size: int) -> Target:
-    """Time per person falls as people per batch grow, up to the batch size: no point up to
-    ``batch_size`` people is more than ``SCALING_SLACK`` slower per person than the one before,
-    and the last is faster than the first. Measured: last / first time per person."""
-    inside = [p["seconds_per_person"] for p in points if p["people_per_image"] <= batch_size]
-    description = (f"seconds per person non-increasing (slack {SCALING_SLACK:g}) from 1 to {batch_size} "
+def scaling_target(method: str, points: list[dict], crop_batch_size: int) -> Target:
+    """Time per person falls as people per batch grow, up to the batch size (person crops per UNet
+    call): no point up to ``crop_batch_size`` people is more than ``SCALING_SLACK`` slower per
+    person than the one before, and the last is faster than the first. Measured: last / first time
+    per person."""
+    inside = [p["seconds_per_person"] for p in points if p["people_per_image"] <= crop_batch_size]
+    description = (f"seconds per person non-increasing (slack {SCALING_SLACK:g}) from 1 to {crop_batch_size} "
                    "people per batch, and lower at the end")
     if len(inside) < 2:
         return Target("time_per_person_falls", method, description, 1.0, None, None)

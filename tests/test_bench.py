@@ -184,7 +184,7 @@ def test_targets_pass_and_fail():
     assert targets.speedup_target("refsd", None).passed is None
     points = [{"people_per_image": n, "seconds_per_person": s} for n, s in ((1, 1.0), (2, 0.6), (4, 0.4), (8, 0.3),
                                                                           (16, 0.5))]
-    falling = targets.scaling_target("inpaint", points, batch_size=8)
+    falling = targets.scaling_target("inpaint", points, crop_batch_size=8)
     assert falling.passed and falling.measured == pytest.approx(0.3)  # past the batch size is not judged
     rising = targets.scaling_target("inpaint", points[:2] + [{"people_per_image": 4, "seconds_per_person": 0.9}], 8)
     assert not rising.passed
@@ -202,6 +202,7 @@ def test_quick_flag_and_explicit_overrides():
     register(parser.add_subparsers())
     quick = settings_from_args(parser.parse_args(["bench", "--quick", "--steps", "3"]))
     assert (quick.images, quick.people, quick.repeats, quick.steps, quick.sweep) == (1, 2, 1, 3, QUICK_SWEEP)
+    assert quick.crop_batch_size == 2
     assert quick.methods == ("inpaint", "refsd") and not quick.samples
     full = settings_from_args(parser.parse_args(["bench", "--method", "refsd", "--no-sweep", "--size", "320x480"]))
     assert full.methods == ("refsd",) and full.sweep is None and full.size == (320, 480) and full.images == 8

@@ -37,7 +37,7 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
         assert where["windows"]["anonymize"]["engine_s"] > 0 and where["overhead_fraction_of_engine"] is not None
         assert where["flops"]["by_stage"]["refine"]["gflop"] > 0
         assert w["comparison"]["speedup_end_to_end"] > 0
-        assert {"people_per_image", "batch_size", "image_size"} <= set(data["scaling"])
+        assert {"people_per_image", "crop_batch_size", "image_size"} <= set(data["scaling"])
         assert len(data["scaling"]["people_per_image"]) == 2
     assert {t["name"] for t in report["targets"]} == {
         "end_to_end_speedup", "orchestration_overhead", "time_per_person_falls"}
