@@ -87,6 +87,11 @@ def _sweeps(settings: BenchSettings, config: RunConfig, ours) -> dict:
     }
 
 
+def _engines(anonymizer) -> dict[str, dict[str, str]]:
+    """Which backend and precision each engine runs (``auto`` decides per machine)."""
+    return {name: {"backend": e.backend, "precision": e.precision} for name, e in anonymizer.engines.items()}
+
+
 def _workload_report(w: Workload, runs: dict[str, SideRun], model_rss: dict[str, int], breakdown: dict) -> dict:
     stages = analysis.stage_names(list(runs.values()))
     summaries = {name: analysis.side_summary(run, w, stages) for name, run in runs.items()}
@@ -136,8 +141,8 @@ def run_method(settings: BenchSettings, method: str, workloads: list[Workload], 
     if settings.sweep is not None:
         progress(f"[{method}] refsd-trt scaling sweeps")
         sweeps = _sweeps(settings, config, ours)
-    return {"workloads": {w.name: _workload_report(w, runs[w.name], model_rss, breakdowns[w.name]) for w in workloads},
-            "scaling": sweeps}
+    return {"engines": _engines(anonymizer), "scaling": sweeps,
+            "workloads": {w.name: _workload_report(w, runs[w.name], model_rss, breakdowns[w.name]) for w in workloads}}
 
 
 def method_targets(method: str, report: dict, crop_batch_size: int) -> list[targets.Target]:

@@ -26,6 +26,7 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
     assert {"cpu", "cpu_cores", "torch_threads", "gpu"} <= set(report["machine"])
     for method in ("inpaint", "refsd"):
         data = report["methods"][method]
+        assert all({"backend", "precision"} <= set(e) for e in data["engines"].values())
         w = data["workloads"]["synthetic"]
         assert w["parity"]["people_match"] and w["parity"]["people_refsd_trt"] == [2]
         assert w["parity"]["detector_counts_match"]
