@@ -47,6 +47,15 @@ def side_summary(run: SideRun, workload: Workload, stages: list[str]) -> dict:
     }
 
 
+def engine_seconds(run: SideRun) -> dict[str, float]:
+    """Mean seconds per round in each engine."""
+    out: dict[str, float] = {}
+    for r in run.repeats:
+        for c in r.calls:
+            out[c.engine] = out.get(c.engine, 0.0) + c.seconds / len(run.repeats)
+    return out
+
+
 def _window(wall: float, engine: float, compute: float) -> dict:
     overhead = wall - engine - compute
     return {"wall_s": wall, "engine_s": engine, "non_engine_compute_s": compute, "overhead_s": overhead,
@@ -66,10 +75,7 @@ def time_breakdown(run: SideRun, flops: FlopModel | None, peak: float | None) ->
     anonymize = _window(mean(lambda r: r.pipeline - r.stages.get("detect", 0.0)),
                         mean(lambda r: sum(c.seconds for c in r.calls[r.detect_calls:])),
                         mean(lambda r: sum(r.stages.get(s, 0.0) for s in NON_ENGINE_STAGES)))
-    by_engine: dict[str, float] = {}
-    for r in run.repeats:
-        for c in r.calls:
-            by_engine[c.engine] = by_engine.get(c.engine, 0.0) + c.seconds / n
+    by_engine = engine_seconds(run)
     calls = run.repeats[-1].calls  # every repeat runs the same calls at the same shapes
     out = {
         "overhead_fraction_of_engine": anonymize["overhead_fraction_of_engine"],
@@ -90,10 +96,7 @@ def flop_breakdown(run: SideRun, flops: FlopModel, peak: float | None) -> dict:
     per_stage: dict[str, int] = {}
     for name, count in per_engine.items():
         per_stage[stage_of(name)] = per_stage.get(stage_of(name), 0) + count
-    engine_time = {name: 0.0 for name in per_engine}
-    for r in run.repeats:
-        for c in r.calls:
-            engine_time[c.engine] += c.seconds / len(run.repeats)
+    engine_time = engine_seconds(run)
     stage_time = {s: _mean([r.stages.get(s, 0.0) for r in run.repeats]) for s in per_stage}
     return {
         "by_stage": {s: Throughput(n, stage_time[s], peak).to_dict() for s, n in per_stage.items()},

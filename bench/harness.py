@@ -59,10 +59,6 @@ class Repeat:
     calls: list[EngineCall] = field(default_factory=list)
     detect_calls: int = 0  # the first ``detect_calls`` calls ran during detection, the rest in anonymize
 
-    @property
-    def engine(self) -> float:
-        return sum(c.seconds for c in self.calls)
-
 
 @dataclass
 class SideRun:

@@ -60,13 +60,3 @@ class EngineRecorder:
             return result
 
         return timed_run
-
-    @property
-    def seconds(self) -> float:
-        return sum(c.seconds for c in self.calls)
-
-    def seconds_by_engine(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for c in self.calls:
-            out[c.engine] = out.get(c.engine, 0.0) + c.seconds
-        return out
