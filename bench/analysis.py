@@ -39,8 +39,8 @@ def side_summary(run: SideRun, workload: Workload, stages: list[str]) -> dict:
         "stages": {s: summary([r.stages.get(s, 0.0) for r in run.repeats]) for s in stages},
         "end_to_end": wall,
         "end_to_end_cpu": summary([r.cpu for r in run.repeats]),
-        "images_per_s": workload.images / wall["mean"],
-        "people_per_s": workload.people / wall["mean"],
+        "images_per_s": workload.images / wall["p50"],  # medians, as the ratios
+        "people_per_s": workload.people / wall["p50"],
         "memory": run.memory.to_dict(),
         "people": run.people,
         "detected": run.detected,
