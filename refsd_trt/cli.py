@@ -58,7 +58,7 @@ def _anonymize(args: argparse.Namespace) -> int:
     summary = runner.run(args.inputs)
     print(summary.table())
     print(f"outputs and {MANIFEST_NAME}: {Path(args.output).resolve()}")
-    if runner._anonymizer is not None and not runner.anonymizer.preset.anonymizes:
+    if runner.loaded and not runner.anonymizer.preset.anonymizes:
         print("note: the tiny preset runs random models; its outputs are NOT anonymized images")
     return summary.exit_code
 

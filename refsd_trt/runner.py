@@ -80,6 +80,10 @@ class Runner:
         self.summary = RunSummary()
 
     @property
+    def loaded(self) -> bool:
+        return self._anonymizer is not None
+
+    @property
     def anonymizer(self) -> Anonymizer:
         """Built on first need, so a run with nothing left to do loads no model."""
         if self._anonymizer is None:
@@ -126,15 +130,12 @@ class Runner:
         self.summary.wall_seconds = time.perf_counter() - start
         return self.summary
 
-    def _record(self, manifest: Manifest, **record: Any) -> None:
-        manifest.append(record)
-
     def _fail(self, manifest: Manifest, path: Path, sha: str | None, line: str, output: Path | None = None) -> None:
         self.summary.failed += 1
         self.summary.errors.append(line)
         self.say(f"error: {line}")
-        self._record(manifest, input=str(Path(path).resolve()), output=None, status="failed", input_sha256=sha,
-                     error=line, intended_output=str(output) if output else None)
+        manifest.append({"input": str(Path(path).resolve()), "output": None, "status": "failed",
+                         "input_sha256": sha, "error": line, "intended_output": str(output) if output else None})
 
     def _image_batch(self, manifest: Manifest, batch: list[tuple[InputItem, Path]]) -> None:
         loaded = []
@@ -169,15 +170,15 @@ class Runner:
         self.summary.people += len(people)
         self.summary.fallbacks += sum(1 for p in people if p.fallback)
         anonymizer = self.anonymizer
-        self._record(
-            manifest, input=str(Path(path).resolve()), output=str(target.resolve()), status="ok", input_sha256=sha,
-            method=first.method, preset=first.preset, anonymized=first.anonymizes,
-            people=people if len(results) == 1 else None,
-            people_count=len(people), fallbacks=[p.fallback for p in people if p.fallback],
-            config=anonymizer.config.to_dict(),
-            engines={name: getattr(e, "backend", type(e).__name__) for name, e in anonymizer.engines.items()},
+        manifest.append({
+            "input": str(Path(path).resolve()), "output": str(target.resolve()), "status": "ok", "input_sha256": sha,
+            "method": first.method, "preset": first.preset, "anonymized": first.anonymizes,
+            "people": people if len(results) == 1 else None,
+            "people_count": len(people), "fallbacks": [p.fallback for p in people if p.fallback],
+            "config": anonymizer.config.to_dict(),
+            "engines": {name: getattr(e, "backend", type(e).__name__) for name, e in anonymizer.engines.items()},
             **extra,
-        )
+        })
 
     def _video(self, manifest: Manifest, item: InputItem, target: Path) -> None:
         from refsd_trt.io import sha256_file
