@@ -111,3 +111,29 @@ def test_body_model_avatars_fill_the_crop_boxes():
     assert torch.equal(got.rgb, got.rgb * got.alpha)  # black where there is no avatar
     empty = avatars(PersonDetections.empty(160, 192), torch.zeros((0, 4)), 48, [])
     assert empty.rgb.shape == (0, 3, 48, 48) and empty.alpha.shape == (0, 1, 48, 48)
+
+
+def far_apart_scene() -> tuple[list[torch.Tensor], list[PersonDetections], list[list[PersonPrompt]]]:
+    """Two 200² images with two people each, far enough apart that no crop reaches another person."""
+    layouts = [[(10, 10, 40, 20), (140, 150, 40, 24)], [(20, 140, 50, 30), (130, 20, 44, 22)]]
+    images, detections, prompts = [], [], []
+    for k, people in enumerate(layouts):
+        images.append((make_image(20 + k, size=200)[0] * 255).round().to(torch.uint8))
+        masks, boxes = zip(*(person(200, 200, *p) for p in people))
+        detections.append(PersonDetections(torch.stack(boxes), torch.full((2,), 0.9), torch.stack(masks)))
+        prompts.append([PersonPrompt({}, f"a photo of person {k}{j}", seed=7 + 10 * k + j) for j in range(2)])
+    return images, detections, prompts
+
+
+def test_batch_of_images_equals_each_person_alone(methods):
+    """Several images with several people, run as one batch (crops from both images share UNet
+    calls), give each person the result they get when they are the only person processed."""
+    images, detections, prompts = far_apart_scene()
+    together = methods["inpaint"](images, detections, prompts)
+    for i, (image, det) in enumerate(zip(images, detections)):
+        for j in range(len(det)):
+            alone = PersonDetections(det.boxes[j:j + 1], det.scores[j:j + 1], det.masks[j:j + 1])
+            single = methods["inpaint"]([image], [alone], [[prompts[i][j]]])[0]
+            region = det.masks[j]
+            assert (together[i][:, region] - single[:, region]).abs().max() < 1e-4
+            assert (together[i][:, region] - image[:, region].float() / 255).abs().mean() > 0.02
