@@ -18,6 +18,9 @@ class Engine(ABC):
     device: torch.device
     precision: str  # "float32" or "float16": the dtype of the model's float inputs and outputs
     backend: str  # short name, e.g. "torch", "onnxruntime-cpu", "tensorrt"
+    # True where every new shape costs (a captured CUDA graph per shape): callers then pad their
+    # last batch to a size they already ran instead of running a smaller one.
+    fixed_shapes: bool = False
 
     @abstractmethod
     def run(

@@ -81,7 +81,7 @@ class TrtEngine(Engine):
         if missing:
             raise ValueError(f"{self.path} does not match spec {spec.name}: it lacks tensors {sorted(missing)}")
         self.precision = float_precision(self._dtypes[n] for n in spec.input_names)
-        self.cuda_graph = cuda_graph
+        self.cuda_graph = self.fixed_shapes = cuda_graph
         self._buffers: dict[tuple, dict[str, torch.Tensor]] = {}
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]] = {}
         self._shape_key: tuple | None = None

@@ -1,7 +1,8 @@
 """One diffusion stage over a batch of crops: img2img (4-channel UNet) or inpainting (9-channel).
 
-Crops from every person of every image are cut into fixed-size batches; the last batch is padded
-(repeats of its last crop, no random draws) so every engine call sees the same shapes. Each crop
+Crops from every person of every image are cut into batches of ``batch_size``. For engines that
+want fixed shapes (captured CUDA graphs) the last batch is padded (repeats of its last crop, no
+random draws); other engines run it as it is, since padding costs a full batch of compute. Each crop
 keeps its own prompt and generator, so its result equals running it alone, and equals diffusers'
 pipeline for that crop (same weights, scheduler, seed, strength and guidance).
 """
@@ -102,7 +103,8 @@ class DiffusionStage:
         images = []
         for start in range(0, n, s.batch_size):
             index = list(range(start, min(start + s.batch_size, n)))
-            padded = index + [index[-1]] * (s.batch_size - len(index))
+            fill = s.batch_size - len(index) if self.components.unet.fixed_shapes else 0
+            padded = index + [index[-1]] * fill
             images.append(self._run_batch(crops, index, padded, text, uncond, time_ids)[:len(index)])
         return StageResult(torch.cat(images))
 
