@@ -246,4 +246,6 @@ def test_tiny_preset_runs_both_methods_and_says_it_is_not_an_anonymization(metho
     assert "NOT an anonymization" in result.notes[0]
     assert result.image.shape == image.shape
     assert failsafe.unchanged_fraction(image, result.image, masks[0].numpy()) < REPLACED
-    assert set(anonymizer.engines) >= {"inpaint_unet"} if method == "inpaint" else {"removal_unet", "refine_unet"}
+    expected = ({"inpaint_unet", "inpaint_text_encoder_2"} if method == "inpaint"
+                else {"removal_unet", "removal_text_encoder", "refine_unet", "refine_vae_decoder", "pose"})
+    assert {"detector"} | expected <= set(anonymizer.engines)

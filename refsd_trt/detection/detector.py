@@ -57,6 +57,7 @@ class YoloPersonDetector(PersonDetector):
         self.runner = YoloRunner(engine, person_classes, nm, conf, iou, max_det, imgsz, stride)
         self.pose = YoloPoseEstimator(pose_engine, conf, iou, max_det, imgsz, stride) if pose_engine else None
         self.box_masker = box_masker
+        self.engines = {"detector": engine, **({"pose": pose_engine} if pose_engine else {})}
         self.mask_source = "segmentation" if self.protos else box_masker.source
 
     def detect(self, images: Sequence[torch.Tensor]) -> list[PersonDetections]:

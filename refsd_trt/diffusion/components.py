@@ -44,6 +44,12 @@ class DiffusionComponents:
     def device(self):
         return self.unet.device
 
+    def engines(self, prefix: str) -> dict[str, Engine]:
+        """Every engine of the model, named ``<prefix>_<component>`` (instrumentation, manifests)."""
+        named = {"unet": self.unet, "vae_encoder": self.vae_encoder, "vae_decoder": self.vae_decoder}
+        named.update({("text_encoder", "text_encoder_2")[i]: e for i, e in enumerate(self.text_encoders)})
+        return {f"{prefix}_{name}": engine for name, engine in named.items()}
+
     def new_scheduler(self) -> SchedulerMixin:
         """A fresh scheduler: schedulers keep per-run state (step index, multistep history)."""
         return type(self.scheduler).from_config(self.scheduler.config)

@@ -47,8 +47,7 @@ class InpaintMethod(CropMethod):
         self.stage = DiffusionStage(inpainter, StageSettings(
             settings.steps, settings.strength, settings.guidance_scale, settings.negative_prompt,
             batch_size=settings.batch_size))
-        self.engines = {"inpaint_unet": inpainter.unet, "inpaint_vae_encoder": inpainter.vae_encoder,
-                        "inpaint_vae_decoder": inpainter.vae_decoder}
+        self.engines = inpainter.engines("inpaint")
 
     def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
                 prompts: Sequence[Sequence[PersonPrompt]], timer: Timer) -> None:

@@ -61,11 +61,7 @@ class RefsdMethod(CropMethod):
             s.removal_steps, 1.0, s.removal_guidance_scale, s.removal_negative_prompt, batch_size=s.batch_size))
         self.refiner = DiffusionStage(refiner, StageSettings(
             s.steps, s.strength, s.guidance_scale, s.negative_prompt, batch_size=s.batch_size))
-        self.engines = {
-            "removal_unet": removal.unet, "removal_vae_encoder": removal.vae_encoder,
-            "removal_vae_decoder": removal.vae_decoder, "refine_unet": refiner.unet,
-            "refine_vae_encoder": refiner.vae_encoder, "refine_vae_decoder": refiner.vae_decoder,
-        }
+        self.engines = {**removal.engines("removal"), **refiner.engines("refine")}
 
     def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
                 prompts: Sequence[Sequence[PersonPrompt]], timer: Timer) -> None:
