@@ -9,7 +9,7 @@ import roma
 import torch
 
 from refsd_trt.avatar.attributes import age_group, gender, generator, uniform
-from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, joint_specs
+from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, joint_pose, joint_specs
 from refsd_trt.avatar.records import AvatarParams, BodyOutput
 
 # Anny is Z-up, facing -y, with the person's left on +x; the body frame is OpenCV-like (y down, facing -z).
@@ -131,11 +131,7 @@ class AnnyBody(torch.nn.Module):
         return self._pose_from(_FITTING_START, batch)
 
     def _pose_from(self, rotations: Mapping[str, tuple[float, float, float]], batch: int) -> torch.Tensor:
-        pose = torch.zeros((len(self.joints), 3), device=self.device, dtype=self.dtype)
-        for index, joint in enumerate(self.joints):
-            if joint.name in rotations:
-                pose[index] = torch.tensor(rotations[joint.name])
-        return pose.expand(batch, -1, -1).clone()
+        return joint_pose(self.joints, rotations, batch, self.device, self.dtype)
 
 
 @functools.lru_cache(maxsize=4)

@@ -71,6 +71,16 @@ def joint_specs(bone_names: tuple[str, ...]) -> tuple[JointSpec, ...]:
     return tuple(JointSpec(name, **bounds) for name, (_, bounds) in zip(bone_names, _JOINT_BOUNDS))
 
 
+def joint_pose(joints: tuple[JointSpec, ...], rotations: Mapping[str, tuple[float, float, float]], batch: int,
+               device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, J, 3) axis-angles: ``rotations`` by joint name, zero (rest) for the other joints."""
+    pose = torch.zeros((len(joints), 3), device=device, dtype=dtype)
+    for index, joint in enumerate(joints):
+        if joint.name in rotations:
+            pose[index] = torch.tensor(rotations[joint.name])
+    return pose.expand(batch, -1, -1).clone()
+
+
 @runtime_checkable
 class BodyModel(Protocol):
     """A batched parametric body: ``AvatarParams`` -> vertices, faces and COCO-17 keypoints."""
