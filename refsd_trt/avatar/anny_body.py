@@ -9,7 +9,7 @@ import roma
 import torch
 
 from refsd_trt.avatar.attributes import age_group, gender, generator, uniform
-from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, joint_pose, joint_specs
+from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, NamedPoses, joint_specs
 from refsd_trt.avatar.records import AvatarParams, BodyOutput
 
 # Anny is Z-up, facing -y, with the person's left on +x; the body frame is OpenCV-like (y down, facing -z).
@@ -51,9 +51,12 @@ _DEFAULT_RANGE = (0.35, 0.65)
 WAIST_HEIGHT = 0.3  # of the way from the hip keypoints up to the shoulders
 
 
-class AnnyBody(torch.nn.Module):
+class AnnyBody(NamedPoses, torch.nn.Module):
     """Anny at a chosen topology; the low-poly ``notoes_collapse10pc`` (1,229 vertices) suffices at
     crop resolution and is the default."""
+
+    standing_rotations = _STANDING
+    fitting_start_rotations = _FITTING_START
 
     def __init__(self, topology: str = "notoes_collapse10pc", device: torch.device | str = "cpu"):
         super().__init__()
@@ -124,14 +127,6 @@ class AnnyBody(torch.nn.Module):
         values = [uniform(gen, *ranges.get(label, _DEFAULT_RANGE)) for label in self.phenotype_labels]
         return torch.tensor(values, device=self.device, dtype=self.dtype)
 
-    def standing_pose(self, batch: int) -> torch.Tensor:
-        return self._pose_from(_STANDING, batch)
-
-    def fitting_start_pose(self, batch: int) -> torch.Tensor:
-        return self._pose_from(_FITTING_START, batch)
-
-    def _pose_from(self, rotations: Mapping[str, tuple[float, float, float]], batch: int) -> torch.Tensor:
-        return joint_pose(self.joints, rotations, batch, self.device, self.dtype)
 
 
 @functools.lru_cache(maxsize=4)

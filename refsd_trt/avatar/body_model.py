@@ -81,6 +81,21 @@ def joint_pose(joints: tuple[JointSpec, ...], rotations: Mapping[str, tuple[floa
     return pose.expand(batch, -1, -1).clone()
 
 
+class NamedPoses:
+    """``standing_pose`` and ``fitting_start_pose`` for a body model that names, per joint, the
+    rotations of those two poses in ``standing_rotations`` and ``fitting_start_rotations``."""
+
+    joints: tuple[JointSpec, ...]
+    standing_rotations: Mapping[str, tuple[float, float, float]]
+    fitting_start_rotations: Mapping[str, tuple[float, float, float]]
+
+    def standing_pose(self, batch: int) -> torch.Tensor:
+        return joint_pose(self.joints, self.standing_rotations, batch, self.device, self.dtype)
+
+    def fitting_start_pose(self, batch: int) -> torch.Tensor:
+        return joint_pose(self.joints, self.fitting_start_rotations, batch, self.device, self.dtype)
+
+
 @runtime_checkable
 class BodyModel(Protocol):
     """A batched parametric body: ``AvatarParams`` -> vertices, faces and COCO-17 keypoints."""

@@ -13,7 +13,7 @@ import roma
 import torch
 
 from refsd_trt.avatar.attributes import generator
-from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, joint_pose, joint_specs
+from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, NamedPoses, joint_specs
 from refsd_trt.avatar.records import AvatarParams, BodyOutput
 
 ModelType = Literal["smpl", "smplx"]
@@ -50,9 +50,12 @@ def expected_model_file(model_dir: str | Path, model_type: ModelType, gender: st
     return Path(model_dir) / model_type / _FILE_NAMES[model_type].format(gender=gender.upper())
 
 
-class SmplBody(torch.nn.Module):
+class SmplBody(NamedPoses, torch.nn.Module):
     """SMPL (``model_type="smpl"``) or SMPL-X (``"smplx"``); ``model_dir`` holds ``smpl/SMPL_NEUTRAL.pkl``
     or ``smplx/SMPLX_NEUTRAL.npz`` (or the FEMALE/MALE files for ``gender``)."""
+
+    standing_rotations = _STANDING
+    fitting_start_rotations = _FITTING_START
 
     def __init__(self, model_dir: str | Path, model_type: ModelType = "smpl", gender: str = "neutral",
                  device: torch.device | str = "cpu"):
@@ -117,14 +120,6 @@ class SmplBody(torch.nn.Module):
         betas = torch.randn((self.model.num_betas,), generator=gen).clamp(-2, 2)
         return betas.to(self.device, self.dtype)
 
-    def standing_pose(self, batch: int) -> torch.Tensor:
-        return self._pose_from(_STANDING, batch)
-
-    def fitting_start_pose(self, batch: int) -> torch.Tensor:
-        return self._pose_from(_FITTING_START, batch)
-
-    def _pose_from(self, rotations: Mapping[str, tuple[float, float, float]], batch: int) -> torch.Tensor:
-        return joint_pose(self.joints, rotations, batch, self.device, self.dtype)
 
 
 def _joint_names(model_type: ModelType) -> list[str]:
