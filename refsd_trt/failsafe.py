@@ -41,13 +41,14 @@ def inpaint_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     back: Telea's front marching smears streaks across person-sized holes at full resolution, and
     costs seconds there; a smooth, low-detail fill is what this fallback is for."""
     try:
-        scale = min(1.0, INPAINT_SIDE / max(image.shape[:2]))
-        small_size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-        small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA) if scale < 1 else image
-        # Any hole pixel makes its low-resolution pixel a hole, so the fill never samples the person.
-        small_mask = (cv2.resize(mask.astype(np.float32), small_size, interpolation=cv2.INTER_AREA) > 0
-                      if scale < 1 else mask)
-        small_mask = dilated(small_mask, 1) if scale < 1 else small_mask
+        scale = INPAINT_SIDE / max(image.shape[:2])
+        small, small_mask = image, mask
+        if scale < 1:
+            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            # Any hole pixel makes its low-resolution pixel a hole (and one more ring, for the
+            # upscaling's reach), so the fill never samples the person.
+            small_mask = dilated(cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0, 1)
         fill = cv2.inpaint(np.ascontiguousarray(small), small_mask.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
         if scale < 1:
             fill = cv2.resize(fill, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)

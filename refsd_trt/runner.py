@@ -32,6 +32,7 @@ from refsd_trt.io import (
     discover_inputs,
     iter_video_frames,
     read_image,
+    sha256_file,
     write_image,
 )
 from refsd_trt.io.image_read import DEFAULT_LIMITS
@@ -181,8 +182,6 @@ class Runner:
         })
 
     def _video(self, manifest: Manifest, item: InputItem, target: Path) -> None:
-        from refsd_trt.io import sha256_file
-
         try:
             sha = sha256_file(item.path)
             frames = iter_video_frames(item.path, self.limits)
