@@ -58,8 +58,8 @@ def load_engine(source: str | Path, component: str | None = None, backend: str =
                 axes: Mapping[str, int] | None = None, profile: Mapping[str, AxisRange] | None = None,
                 root: Path | None = None, progress: Callable[[str], None] | None = None,
                 **engine_options) -> Engine:
-    """An engine for ``component`` of ``source``. ``axes`` is the shape ``auto`` decides for
-    (default: the profile's smallest); ``profile`` narrows TensorRT's optimization profile (e.g.
+    """An engine for ``component`` of ``source``. ``axes`` is the shape ``auto`` decides for (axes
+    left out: the profile's smallest); ``profile`` narrows TensorRT's optimization profile (e.g.
     ``{"height": AxisRange(1024, 1024, 1024)}`` for a static-size engine); ``engine_options`` go
     to the backend's constructor (``scratch=``/``cuda_graph=`` for TensorRT, ``threads=`` for
     onnxruntime)."""
@@ -112,7 +112,7 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
     of the ONNX artifact every compiled backend derives from."""
     artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress)
     spec = sources.spec_of(component, artifact.manifest["config"])
-    axes = dict(axes or validation_axes(spec))
+    axes = {**validation_axes(spec), **(axes or {})}
     where, shape = timing.device_key(device), timing.shape_key(spec.axis_values(**axes))
     records = artifact.manifest.get("backends", {})
     if not remeasure and shape in records.get(where, {}):

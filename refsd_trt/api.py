@@ -160,11 +160,12 @@ class Anonymizer:
         output = None
         if outputs is not None:
             out = outputs[i]
-            for j in range(len(det)):
-                if not bool(torch.isfinite(out[:, det.masks[j]]).all()):
-                    reasons[j] = "non-finite values in the method's output"
+            finite = torch.isfinite(out)
+            broken = (det.masks & ~finite.all(dim=0)).flatten(1).any(dim=1)
+            for j in torch.nonzero(broken).flatten().tolist():
+                reasons[j] = "non-finite values in the method's output"
             # Non-finite pixels outside the people are method garbage, not a privacy matter: keep the input there.
-            out = torch.where(torch.isfinite(out), out, original.float() / 255)
+            out = torch.where(finite, out, original.float() / 255)
             output = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         else:
             reasons = dict.fromkeys(range(len(det)), failure or "no output")

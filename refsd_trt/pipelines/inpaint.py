@@ -55,7 +55,7 @@ class InpaintMethod(CropMethod):
         flat = [p for per_image in prompts for p in per_image]
         people = [d.masks[:, None].float() for d in detections]
         with timer("inpaint"):
-            grown = [dilate(m, s.dilate_px) for m in people]
+            grown = [dilate(d.masks[:, None], s.dilate_px) for d in detections]
             boxes = square_crops(detections, canvases, s.crop_scale)
             crops = CropBatch(crop_images(canvases, boxes, self.size), [p.prompt for p in flat],
                               generators([p.seed for p in flat]), masks=crop_masks(grown, boxes, self.size))

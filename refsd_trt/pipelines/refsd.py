@@ -90,7 +90,7 @@ class RefsdMethod(CropMethod):
         # union (dilation commutes with it), shared by the image's crops. The appended empty mask
         # gives images without people an (unused) empty union instead of a reduction error.
         union = [dilate(torch.cat([m, m.new_zeros((1, *m.shape[1:]))]).amax(dim=0, keepdim=True), s.dilate_px)
-                 for m in people]
+                 for m in (d.masks[:, None] for d in detections)]
         boxes = square_crops(detections, canvases, s.crop_scale, margin=s.dilate_px)
         shared = [u.expand(len(d), -1, -1, -1) for u, d in zip(union, detections)]
         crops = CropBatch(crop_images(canvases, boxes, self.removal_size), [s.removal_prompt] * len(seeds),
