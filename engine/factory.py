@@ -112,7 +112,9 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
     of the ONNX artifact every compiled backend derives from."""
     artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress)
     spec = sources.spec_of(component, artifact.manifest["config"])
-    axes = {**validation_axes(spec), **(axes or {})}
+    # Axes left out take the profile's smallest value; asked-for ones are kept inside the profile.
+    axes = {name: min(max(value, spec.axes[name].min), spec.axes[name].max) if name in spec.axes else value
+            for name, value in {**validation_axes(spec), **(axes or {})}.items()}
     where, shape = timing.device_key(device), timing.shape_key(spec.axis_values(**axes))
     records = artifact.manifest.get("backends", {})
     if not remeasure and shape in records.get(where, {}):

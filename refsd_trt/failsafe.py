@@ -62,11 +62,13 @@ def inpaint_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def unchanged_fraction(original: np.ndarray, output: np.ndarray, mask: np.ndarray) -> float:
     """Fraction of the mask's pixels whose three channels are identical in both images."""
-    total = int(mask.sum())
-    if total == 0:
-        return 0.0
-    same = np.all(original[mask] == output[mask], axis=-1)
-    return float(same.mean())
+    return unchanged_fractions(original, output, mask[None])[0]
+
+
+def unchanged_fractions(original: np.ndarray, output: np.ndarray, masks: np.ndarray) -> list[float]:
+    """``unchanged_fraction`` for each of the (n, H, W) ``masks``, comparing the images once."""
+    same = np.all(original == output, axis=-1)
+    return [np.count_nonzero(same & mask) / total if (total := np.count_nonzero(mask)) else 0.0 for mask in masks]
 
 
 def fill_people(image: np.ndarray, masks: np.ndarray, radius: int) -> np.ndarray:
@@ -86,8 +88,8 @@ def enforce(original: np.ndarray, output: np.ndarray | None, masks: np.ndarray, 
     Returns the safe image and the sorted indices of the people that needed the fallback."""
     if output is None or output.shape != original.shape or output.dtype != np.uint8:
         return fill_people(original, masks, radius), list(range(len(masks)))
-    bad = sorted(set(failed) | {
-        i for i, mask in enumerate(masks) if unchanged_fraction(original, output, mask) > MAX_UNCHANGED})
+    unchanged = unchanged_fractions(original, output, masks)
+    bad = sorted(set(failed) | {i for i, fraction in enumerate(unchanged) if fraction > MAX_UNCHANGED})
     if bad:
         output = fill_people(output, masks[bad], radius)
     return output, bad

@@ -15,6 +15,7 @@ import torch
 
 from refsd_trt.config import RunConfig
 from refsd_trt.detection import PersonDetector, YoloPersonDetector, lite_detector
+from refsd_trt.detection.runner import IMGSZ
 from refsd_trt.models import tiny_zoo
 from refsd_trt.models.loaders import resolve_model_dir, resolve_weights_file
 from refsd_trt.presets import Preset, weights_search_path
@@ -41,19 +42,22 @@ def precision_for(device: torch.device) -> str:
     return "float16" if device.type == "cuda" else "float32"
 
 
-# Diffusion components that run one batch of person crops per call.
-BATCHED_BY_CROPS = frozenset({"unet", "vae_encoder", "vae_decoder"})
+def timing_axes(component: str, config: RunConfig) -> dict[str, int]:
+    """The shape ``auto`` times backends at: the one the engine will run. On CPUs the winner at one
+    small input is often the loser at the real batch (2.6x for the detector at 8 × 640²)."""
+    if component in ("yolo_seg", "yolo_pose"):
+        return {"batch": config.batch_size, "height": IMGSZ, "width": IMGSZ}
+    if component in ("unet", "vae_encoder", "vae_decoder"):
+        return {"batch": config.crop_batch_size}
+    return {}
 
 
 def _engine_factory(config: RunConfig, device: torch.device) -> Callable[..., object]:
     from refsd_trt.engine import load_engine
 
     def make(source: Path, component: str):
-        # ``auto`` times the backends at the batch the engine will run: on CPUs the winner at one
-        # crop is often the loser at four (cache-sized activations against thread scaling).
-        batch = config.crop_batch_size if component in BATCHED_BY_CROPS else 1
         return load_engine(source, component, backend=config.backend, device=device,
-                           precision=precision_for(device), axes={"batch": batch})
+                           precision=precision_for(device), axes=timing_axes(component, config))
 
     return make
 

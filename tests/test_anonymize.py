@@ -249,3 +249,19 @@ def test_tiny_preset_runs_both_methods_and_says_it_is_not_an_anonymization(metho
     expected = ({"inpaint_unet", "inpaint_text_encoder_2"} if method == "inpaint"
                 else {"removal_unet", "removal_text_encoder", "refine_unet", "refine_vae_decoder", "pose"})
     assert {"detector"} | expected <= set(anonymizer.engines)
+
+
+def test_auto_times_each_engine_at_the_shape_it_runs(monkeypatch):
+    from refsd_trt.engine import factory
+
+    asked, real = {}, factory.load_engine
+
+    def spy(source, component, backend="auto", **options):
+        asked[component] = options["axes"]
+        return real(source, component, backend="torch", **options)
+
+    monkeypatch.setattr(factory, "load_engine", spy)
+    Anonymizer.from_preset("tiny", method="refsd", batch_size=3, crop_batch_size=2, device="cpu")
+    assert asked["yolo_seg"] == asked["yolo_pose"] == {"batch": 3, "height": 640, "width": 640}
+    assert asked["unet"] == asked["vae_encoder"] == asked["vae_decoder"] == {"batch": 2}
+    assert asked["text_encoder"] == asked["text_encoder_2"] == {}

@@ -58,6 +58,22 @@ def test_auto_measures_once_records_the_winner_and_reuses_it(pipeline, tmp_path,
     assert again == record["winner"]
 
 
+def test_auto_times_at_the_asked_shape_kept_inside_the_profile(pipeline, tmp_path, monkeypatch):
+    shapes = []
+    real = timing.median_ms
+
+    def record(engine, feeds, **kwargs):
+        shapes.append(tuple(feeds["input_ids"].shape))
+        return real(engine, feeds, **kwargs)
+
+    monkeypatch.setattr(timing, "median_ms", record)
+    choose_backend(pipeline, "text_encoder", torch.device("cpu"), "float32", axes={"batch": 3}, root=tmp_path)
+    choose_backend(pipeline, "text_encoder", torch.device("cpu"), "float32", axes={"batch": 99}, root=tmp_path)
+    assert shapes == [(3, 77)] * 2 + [(16, 77)] * 2  # torch and onnxruntime each; 99 clamps to the max, 16
+    records = export(pipeline, "text_encoder", "onnx", root=tmp_path).manifest["backends"]
+    assert sorted(records[timing.device_key(torch.device("cpu"))]) == ["batch=16,tokens=77", "batch=3,tokens=77"]
+
+
 def test_auto_skips_a_backend_that_fails(pipeline, tmp_path, monkeypatch):
     from refsd_trt.engine import factory
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from refsd_trt import kernels as K
 
@@ -135,6 +136,41 @@ def test_dilate_square_and_bool_and_image_border():
     grown = K.dilate(corner, 2)
     assert grown.dtype == torch.bool and grown.sum() == 6  # quarter disc: (0,0..2), (1,0..1), (2,0)
     assert torch.equal(K.dilate(corner, 0), corner)
+
+
+def brute_force_dilate(masks: torch.Tensor, radius: int, disc: bool) -> torch.Tensor:
+    """The definition: the max over every offset of the footprint, outside the image empty."""
+    x = masks.float()
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (radius,) * 4, value=float("-inf"))
+    out = torch.full_like(x, float("-inf"))
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if not disc or dy * dy + dx * dx <= radius * radius:
+                out = torch.maximum(out, padded[..., radius + dy : radius + dy + height, radius + dx : radius + dx + width])
+    return out
+
+
+@pytest.mark.parametrize("radius", [1, 4, 8, 11])
+@pytest.mark.parametrize("shape", ["disc", "square"])
+def test_dilate_equals_the_brute_force_max_on_soft_and_binary_masks(radius, shape):
+    generator = torch.Generator().manual_seed(radius)
+    soft = torch.rand(2, 1, 37, 45, generator=generator) ** 8  # mostly near 0, a few bright peaks
+    binary = torch.rand(2, 1, 37, 45, generator=generator) > 0.995
+    for masks in (soft, binary):
+        got = K.dilate(masks, radius, shape=shape)
+        assert got.dtype == masks.dtype
+        assert torch.equal(got.float(), brute_force_dilate(masks, radius, shape == "disc"))
+
+
+def test_gaussian_blur_equals_the_separable_convolution():
+    x = torch.rand(3, 1, 30, 41, generator=torch.Generator().manual_seed(0))
+    radius = 5
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / (radius / 2)) ** 2)
+    taps = taps / taps.sum()
+    padded = F.pad(x, (radius,) * 4, mode="replicate")
+    want = F.conv2d(F.conv2d(padded, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))
+    torch.testing.assert_close(K.gaussian_blur(x, radius), want, atol=1e-6, rtol=0)
 
 
 def test_feather_is_one_on_the_mask_zero_beyond_twice_the_radius_and_monotone():

@@ -20,7 +20,7 @@ import torch
 
 from refsd_trt.detection.masks import prototype_masks
 from refsd_trt.detection.pose import YoloPoseEstimator, attach_keypoints
-from refsd_trt.detection.runner import YoloRunner
+from refsd_trt.detection.runner import IMGSZ, YoloRunner
 from refsd_trt.engine.base import Engine
 from refsd_trt.types import PersonDetections
 
@@ -43,7 +43,7 @@ class BoxMasker(Protocol):
 
 class YoloPersonDetector(PersonDetector):
     def __init__(self, engine: Engine, person_classes: Sequence[int] = COCO_PERSON, conf: float = 0.25,
-                 iou: float = 0.7, max_det: int = 300, imgsz: int = 640, stride: int = 32,
+                 iou: float = 0.7, max_det: int = 300, imgsz: int = IMGSZ, stride: int = 32,
                  pose_engine: Engine | None = None, box_masker: BoxMasker | None = None):
         """``engine``: a YOLOv8 seg (``output0`` + ``output1`` prototypes) or detect model;
         ``person_classes``: the class ids that are people (COCO: 0; the fall detector: 0 and 1);

@@ -8,7 +8,7 @@ import torch
 from torchvision.ops import box_iou
 
 from refsd_trt.detection.letterbox import Letterboxed, Placement
-from refsd_trt.detection.runner import Layout, YoloRunner
+from refsd_trt.detection.runner import IMGSZ, Layout, YoloRunner
 from refsd_trt.engine.base import Engine
 
 KEYPOINTS = 17  # COCO order
@@ -27,7 +27,7 @@ class YoloPoseEstimator:
     """People and their keypoints from a YOLOv8-pose engine (one class: person)."""
 
     def __init__(self, engine: Engine, conf: float = 0.25, iou: float = 0.7, max_det: int = 300,
-                 imgsz: int = 640, stride: int = 32):
+                 imgsz: int = IMGSZ, stride: int = 32):
         self.runner = YoloRunner(engine, (0,), KEYPOINTS * 3, conf, iou, max_det, imgsz, stride)
 
     def estimate(self, images: Sequence[torch.Tensor], shared: tuple[Layout, Letterboxed] | None = None,

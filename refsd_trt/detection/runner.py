@@ -14,6 +14,8 @@ from refsd_trt.engine.base import Engine
 # equal layouts can share one letterboxed batch.
 Layout = tuple[tuple[int, int], tuple[int, int], torch.dtype]
 
+IMGSZ = 640  # ultralytics' default letterbox size, the one its models were trained at
+
 
 class YoloRunner:
     def __init__(self, engine: Engine, person_classes: Sequence[int], extra_rows: int, conf: float, iou: float,
