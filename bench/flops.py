@@ -11,6 +11,8 @@ loaded from the checkpoint their artifact manifest names.
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +48,32 @@ def peak_flops(device_name: str | None) -> float | None:
     return None
 
 
+def device_peak(device: torch.device) -> tuple[float | None, str]:
+    """The peak a run's FLOP/s is measured against, and where it comes from: a GPU's datasheet fp16
+    tensor-core peak; on a CPU, measured fp32 matrix products, since no table knows a CPU's vector
+    units, clocks and the cores the process may use."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = peak_flops(name)
+        return peak, f"datasheet dense fp16 peak of {name}" if peak else f"{name} is not in the peak table"
+    return measured_matmul_flops(), f"measured: fp32 {MATMUL_SIZE}² matrix products on {torch.get_num_threads()} threads"
+
+
+MATMUL_SIZE = 2048
+
+
+def measured_matmul_flops(repeats: int = 5) -> float:
+    """Median FLOP/s of fp32 CPU matrix products large enough to run at the BLAS's best."""
+    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    a @ b  # warm-up: thread pool start, page faults
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * MATMUL_SIZE**3 / statistics.median(times)
+
+
 def count_flops(module: nn.Module, args: Iterable[torch.Tensor]) -> int:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         module(*args)
@@ -54,6 +82,7 @@ def count_flops(module: nn.Module, args: Iterable[torch.Tensor]) -> int:
 
 def torch_module(engine: Engine) -> nn.Module:
     """The torch module that computes what ``engine`` computes."""
+    engine = getattr(engine, "inner", engine)  # a micro-batched engine computes what its inner one does
     module = getattr(engine, "module", None)
     if module is not None:
         return module

@@ -50,6 +50,8 @@ def format_summary(report: dict) -> str:
             lines.append(f"  {'end2end':10} {_ms(ours['end_to_end']['p50']):>12} "
                          f"{_ms(base['end_to_end']['p50']):>12} {_x(comp['ratio_end_to_end']):>6}"
                          f"   speedup {_x(comp['speedup_end_to_end'])}x (CPU time: {_x(comp['speedup_end_to_end_cpu'])}x)")
+            if comp.get("speedup_ceiling") is not None:
+                lines.append(f"  ceiling {_x(comp['speedup_ceiling'])}x: engines at the device's peak, no orchestration")
             lines.append(f"  people/s {ours['people_per_s']:.2f} vs {base['people_per_s']:.2f}; people match: "
                          f"{w['parity']['people_match']}; detector counts match: {w['parity']['detector_counts_match']}")
             where = ours.get("where_the_time_goes")

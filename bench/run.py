@@ -15,7 +15,7 @@ import torch
 
 from refsd_trt.bench import analysis, scaling, targets
 from refsd_trt.bench.baseline import BaselineSide
-from refsd_trt.bench.flops import FlopModel, peak_flops
+from refsd_trt.bench.flops import FlopModel, device_peak
 from refsd_trt.bench.harness import SideRun, Workload, run_sides
 from refsd_trt.bench.machine import load_average, machine_info, rss_bytes
 from refsd_trt.bench.scenes import sample_scenes, synthetic_scenes
@@ -107,7 +107,7 @@ def _workload_report(w: Workload, runs: dict[str, SideRun], model_rss: dict[str,
 
 
 def run_method(settings: BenchSettings, method: str, workloads: list[Workload], work: Path,
-               progress: Callable[[str], None]) -> dict:
+               progress: Callable[[str], None], peak: float | None = None) -> dict:
     from refsd_trt.api import Anonymizer
     from refsd_trt.bench.ours import RefsdTrtSide
 
@@ -135,7 +135,6 @@ def run_method(settings: BenchSettings, method: str, workloads: list[Workload], 
         runs[w.name] = run_sides([ours, baseline], w, settings.warmup, settings.repeats, work / method / w.name,
                                  oracle, device)
     flops = FlopModel(anonymizer.engines) if settings.flops else None
-    peak = peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None)
     breakdowns = {w.name: analysis.time_breakdown(runs[w.name][ours.name], flops, peak) for w in workloads}
     sweeps = {}
     if settings.sweep is not None:
@@ -161,12 +160,14 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
     preset = PRESETS[settings.preset]
     device = resolve_device(settings.device)
     machine = machine_info(device)
+    peak, machine["peak_source"] = device_peak(device) if settings.flops else (None, "not measured (--no-flops)")
+    machine["peak_gflops"] = None if peak is None else peak / 1e9
     with tempfile.TemporaryDirectory(prefix="refsd-trt-bench-") as tmp:
         work = Path(tmp)
         workloads = _workloads(settings, work / "inputs")
         methods = {}
         for m in settings.methods:
-            methods[m] = run_method(settings, m, workloads, work, progress)
+            methods[m] = run_method(settings, m, workloads, work, progress, peak)
             _release()  # the method's models went out of scope with run_method
     checked = [t for m, r in methods.items() for t in method_targets(m, r, settings.crop_batch_size)]
     machine["load_average_at_end"] = load_average()
@@ -185,6 +186,8 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
              "refsd-trt end to end. The sides run in alternating rounds, so shared-machine load hits both."),
             ("FLOPs count convolutions, matrix products and attention (torch's FlopCounterMode), per engine "
              "call at the shapes it ran; a stage's achieved FLOP/s divides by that stage's wall time."),
+            ("speedup_ceiling: baseline time / (engine FLOPs at the device's peak + refsd-trt's decode, encode "
+             "and avatar time): the speedup with engines at peak and no orchestration."),
         ],
         "methods": methods,
         "targets": [t.to_dict() for t in checked],

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from refsd_trt.engine import timing
 from refsd_trt.engine.base import Engine
+from refsd_trt.engine.micro_batch import MicroBatched, splittable
 from refsd_trt.export import artifacts, sources
 from refsd_trt.export.formats import export
 from refsd_trt.export.specs import AxisRange
@@ -70,6 +71,8 @@ def load_engine(source: str | Path, component: str | None = None, backend: str =
     if backend == "auto":
         backend = choose_backend(ref, component, device, precision, axes, profile=profile, root=root,
                                  progress=progress)
+        engine = _build(backend, ref, component, device, precision, root, progress, profile, **engine_options)
+        return micro_batched(engine, ref, component, axes, root=root, progress=progress)
     return _build(backend, ref, component, device, precision, root, progress, profile, **engine_options)
 
 
@@ -110,12 +113,7 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
                    remeasure: bool = False) -> str:
     """The fastest backend for this machine and shape, measured once and recorded in the manifest
     of the ONNX artifact every compiled backend derives from."""
-    artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress)
-    spec = sources.spec_of(component, artifact.manifest["config"])
-    # Axes left out take the profile's smallest value; asked-for ones are kept inside the profile.
-    axes = {name: min(max(value, spec.axes[name].min), spec.axes[name].max) if name in spec.axes else value
-            for name, value in {**validation_axes(spec), **(axes or {})}.items()}
-    where, shape = timing.device_key(device), timing.shape_key(spec.axis_values(**axes))
+    artifact, spec, axes, where, shape = _timing_record_key(ref, component, device, precision, axes, root, progress)
     records = artifact.manifest.get("backends", {})
     if not remeasure and shape in records.get(where, {}):
         return records[where][shape]["winner"]
@@ -136,3 +134,38 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
     (progress or log.info)(f"{component} {precision} on {where} at {shape}: "
                            + ", ".join(f"{b} {t:.1f} ms" for b, t in timings.items()) + f" -> {winner}")
     return winner
+
+
+def _timing_record_key(ref: Path, component: str, device: torch.device, precision: str,
+                       axes: Mapping[str, int] | None, root: Path | None, progress):
+    """Where timings for this machine and shape are recorded: the ONNX artifact every compiled
+    backend derives from, under (device key, shape key). Axes left out take the profile's smallest
+    value; asked-for ones are kept inside the profile."""
+    artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress)
+    spec = sources.spec_of(component, artifact.manifest["config"])
+    axes = {name: min(max(value, spec.axes[name].min), spec.axes[name].max) if name in spec.axes else value
+            for name, value in {**validation_axes(spec), **(axes or {})}.items()}
+    return artifact, spec, axes, timing.device_key(device), timing.shape_key(spec.axis_values(**axes))
+
+
+def micro_batched(engine: Engine, ref: Path, component: str, axes: Mapping[str, int] | None, *,
+                  root: Path | None = None, progress: Callable[[str], None] | None = None, remeasure: bool = False) -> Engine:
+    """``engine``, or ``engine`` running its batches one item at a time where that was measured at
+    least 5 % faster per item than the whole batch at once (recorded beside the backend timings)."""
+    if (axes or {}).get("batch", 1) <= 1 or not splittable(engine.spec):
+        return engine
+    artifact, spec, axes, where, shape = _timing_record_key(ref, component, engine.device, engine.precision, axes,
+                                                            root, progress)
+    batch = axes["batch"]
+    records = artifact.manifest.get("backends", {})
+    record = records.get(where, {}).get(shape, {})
+    if remeasure or "micro_batch" not in record:
+        whole = timing.median_ms(engine, spec.example_inputs(engine.precision, engine.device, **axes))
+        one = timing.median_ms(engine, spec.example_inputs(engine.precision, engine.device, **{**axes, "batch": 1}))
+        record = {**record, "micro_batch": 1 if one * batch < 0.95 * whole else batch,
+                  "per_item_ms": {"whole_batch": whole / batch, "one_at_a_time": one}}
+        artifact.update_manifest(backends={**records, where: {**records.get(where, {}), shape: record}})
+        (progress or log.info)(f"{spec.name} on {where} at {shape}: {whole / batch:.1f} ms per item batched, "
+                               f"{one:.1f} ms one at a time -> micro-batch {record['micro_batch']}")
+    size = record["micro_batch"]
+    return MicroBatched(engine, size) if size < batch else engine

@@ -8,10 +8,13 @@ import json
 import pytest
 import torch
 from refsd_trt.engine import timing
+from refsd_trt.engine import factory
 from refsd_trt.engine.factory import choose_backend, load_engine
+from refsd_trt.engine.micro_batch import MicroBatched
 from refsd_trt.engine.onnxruntime_backend import OrtEngine
 from refsd_trt.engine.torch_backend import TorchEngine
 from refsd_trt.export.formats import export
+from refsd_trt.export.specs import AxisRange, ModelSpec, TensorSpec
 
 
 @pytest.fixture
@@ -86,6 +89,43 @@ def test_auto_skips_a_backend_that_fails(pipeline, tmp_path, monkeypatch):
 
     monkeypatch.setattr(factory, "_build", torch_breaks)
     assert choose_backend(pipeline, "text_encoder", torch.device("cpu"), "float32", root=tmp_path) == "onnxruntime"
+
+
+def test_micro_batched_equals_the_whole_batch_and_writes_into_given_outputs(pipeline):
+    whole = load_engine(pipeline, "vae_decoder", backend="torch")
+    split = MicroBatched(whole, 2)
+    feeds = whole.spec.example_inputs(batch=5, height=256, width=256)
+    want = whole.run(feeds)["images"].clone()
+    target = torch.full_like(want, float("nan"))
+    got = split.run(feeds, {"images": target})["images"]
+    assert got.data_ptr() == target.data_ptr()
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)  # batch-size-dependent conv kernels
+    torch.testing.assert_close(split.run(feeds)["images"], want, atol=1e-4, rtol=0)  # into its own buffers
+    assert split.backend == "torch (micro-batch 2)"
+
+
+def test_auto_splits_a_batch_only_where_one_at_a_time_measured_faster(pipeline, tmp_path, monkeypatch):
+    per_call_ms = {1: 20.0, 4: 100.0}  # 4 x 20 ms one at a time beats 100 ms for the batch of 4
+    monkeypatch.setattr(timing, "median_ms", lambda engine, feeds, **_: per_call_ms[feeds["latents"].shape[0]])
+    engine = load_engine(pipeline, "vae_decoder", backend="auto", axes={"batch": 4}, root=tmp_path)
+    assert isinstance(engine, MicroBatched) and engine.size == 1
+    record = export(pipeline, "vae_decoder", "onnx", root=tmp_path).manifest["backends"][
+        timing.device_key(torch.device("cpu"))]["batch=4,height=256,latent_height=32,latent_width=32,width=256"]
+    assert record["micro_batch"] == 1 and record["per_item_ms"] == {"whole_batch": 25.0, "one_at_a_time": 20.0}
+
+    per_call_ms[1] = 24.0  # 96 ms: not 5 % better than 100, but the recorded decision stands
+    again = load_engine(pipeline, "vae_decoder", backend="auto", axes={"batch": 4}, root=tmp_path)
+    assert isinstance(again, MicroBatched)
+    fresh = factory.micro_batched(again.inner, pipeline, "vae_decoder", {"batch": 4}, root=tmp_path, remeasure=True)
+    assert fresh is again.inner  # remeasured: the batch stays whole
+
+
+def test_micro_batching_needs_every_tensor_to_lead_with_the_batch():
+    spec = ModelSpec("odd", (TensorSpec("x", "float", ("batch", 3)), TensorSpec("table", "float", (7,))),
+                     (TensorSpec("y", "float", ("batch", 3)),), {"batch": AxisRange(1, 2, 4)})
+    inner = TorchEngine(spec, torch.nn.Identity())
+    with pytest.raises(ValueError, match="lead with the batch axis"):
+        MicroBatched(inner, 1)
 
 
 def test_bad_arguments(pipeline, tmp_path):
