@@ -86,9 +86,15 @@ class BaselineSide:
         # ultralytics takes numpy images as BGR (OpenCV's order); retina masks come at image size.
         bgr = [im[..., ::-1] for im in images]
         options = {"conf": self.config.conf, "iou": 0.7, "classes": [0], "device": str(self.device), "verbose": False}
-        results = self.yolo.predict(bgr, retina_masks=True, **options)
-        if self.pose is not None:  # timed like refsd-trt's pose pass; the baseline does not use its keypoints
-            self.pose.predict(bgr, **options)
+        threads = torch.get_num_threads()
+        try:
+            results = self.yolo.predict(bgr, retina_masks=True, **options)
+            if self.pose is not None:  # timed like refsd-trt's pose pass; the baseline does not use its keypoints
+                self.pose.predict(bgr, **options)
+        finally:
+            # ultralytics' device set-up sets torch's threads process-wide to cpu_count - 1 (1 on two
+            # cores): left so, the diffusers pipelines (and refsd-trt's torch ops) would run on one.
+            torch.set_num_threads(threads)
         found = []
         for image, r in zip(images, results):
             height, width = image.shape[:2]

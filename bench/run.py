@@ -171,6 +171,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
             _release()  # the method's models went out of scope with run_method
     checked = [t for m, r in methods.items() for t in method_targets(m, r, settings.crop_batch_size)]
     machine["load_average_at_end"] = load_average()
+    machine["torch_threads_at_end"] = torch.get_num_threads()  # equal to torch_threads: no library changed it
     return {
         "schema": REPORT_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -7,7 +7,9 @@ The source is a checkpoint reference plus a component name (exported and cached 
 an artifact folder written by ``refsd-trt export``/``build`` (its manifest names the component).
 ``backend="auto"`` uses the winner recorded for this machine, device, precision and shape in the
 artifact's manifest; if none is recorded yet it times every available backend once and records
-the result, so later loads on the same machine decide instantly.
+the result, so later loads on the same machine decide instantly. It also measures, once, whether
+the engine runs a batch faster one item at a time (CPUs, large activations) and if so returns it
+wrapped to do that (``MicroBatched``).
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
         raise RuntimeError(f"no backend can run {component} on {device}: {errors}")
     winner = min(timings, key=timings.get)
     record = {"timings_ms": timings, "winner": winner, "errors": errors}
-    artifact.update_manifest(backends={**records, where: {**records.get(where, {}), shape: record}})
+    _save_record(artifact, where, shape, record)
     (progress or log.info)(f"{component} {precision} on {where} at {shape}: "
                            + ", ".join(f"{b} {t:.1f} ms" for b, t in timings.items()) + f" -> {winner}")
     return winner
@@ -148,6 +150,11 @@ def _timing_record_key(ref: Path, component: str, device: torch.device, precisio
     return artifact, spec, axes, timing.device_key(device), timing.shape_key(spec.axis_values(**axes))
 
 
+def _save_record(artifact: artifacts.Artifact, where: str, shape: str, record: dict) -> None:
+    records = artifact.manifest.get("backends", {})
+    artifact.update_manifest(backends={**records, where: {**records.get(where, {}), shape: record}})
+
+
 def micro_batched(engine: Engine, ref: Path, component: str, axes: Mapping[str, int] | None, *,
                   root: Path | None = None, progress: Callable[[str], None] | None = None, remeasure: bool = False) -> Engine:
     """``engine``, or ``engine`` running its batches one item at a time where that was measured at
@@ -157,14 +164,13 @@ def micro_batched(engine: Engine, ref: Path, component: str, axes: Mapping[str, 
     artifact, spec, axes, where, shape = _timing_record_key(ref, component, engine.device, engine.precision, axes,
                                                             root, progress)
     batch = axes["batch"]
-    records = artifact.manifest.get("backends", {})
-    record = records.get(where, {}).get(shape, {})
+    record = artifact.manifest.get("backends", {}).get(where, {}).get(shape, {})
     if remeasure or "micro_batch" not in record:
         whole = timing.median_ms(engine, spec.example_inputs(engine.precision, engine.device, **axes))
         one = timing.median_ms(engine, spec.example_inputs(engine.precision, engine.device, **{**axes, "batch": 1}))
         record = {**record, "micro_batch": 1 if one * batch < 0.95 * whole else batch,
                   "per_item_ms": {"whole_batch": whole / batch, "one_at_a_time": one}}
-        artifact.update_manifest(backends={**records, where: {**records.get(where, {}), shape: record}})
+        _save_record(artifact, where, shape, record)
         (progress or log.info)(f"{spec.name} on {where} at {shape}: {whole / batch:.1f} ms per item batched, "
                                f"{one:.1f} ms one at a time -> micro-batch {record['micro_batch']}")
     size = record["micro_batch"]

@@ -24,6 +24,9 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
     assert {"schema", "machine", "settings", "people_source", "methods", "targets", "targets_passed"} <= set(report)
     assert report["people_source"]["kind"] == "oracle"
     assert {"cpu", "cpu_cores", "torch_threads", "gpu"} <= set(report["machine"])
+    # ultralytics' predictor resets torch's thread count process-wide; the baseline puts it back
+    assert report["machine"]["torch_threads_at_end"] == report["machine"]["torch_threads"]
+    assert report["machine"]["peak_gflops"] > 0 and report["machine"]["peak_source"].startswith("measured")
     for method in ("inpaint", "refsd"):
         data = report["methods"][method]
         assert all({"backend", "precision"} <= set(e) for e in data["engines"].values())
