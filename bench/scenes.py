@@ -17,16 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from refsd_trt.samples import sample_image_paths
+from refsd_trt.samples import SAMPLE_PEOPLE, sample_image_paths
 from refsd_trt.types import PersonDetections
-
-# People in the packaged photos, xyxy pixels, measured once by hand (the lite detector's boxes,
-# without its false positives). Keyed by the file's stem.
-SAMPLE_PEOPLE: dict[str, tuple[tuple[int, int, int, int], ...]] = {
-    "bus": ((217, 394, 349, 889), (34, 385, 218, 910), (687, 346, 810, 881)),
-    "zidane": ((170, 200, 720, 720), (745, 40, 1150, 720)),
-    "astronaut": ((15, 15, 365, 512),),
-}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+
 from refsd_trt.engine import timing
 from refsd_trt.engine.base import Engine
 from refsd_trt.engine.micro_batch import MicroBatched, splittable

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+
 from refsd_trt.engine.base import Engine
 from refsd_trt.export.specs import ModelSpec
 

@@ -19,7 +19,8 @@ from refsd_trt.bench.harness import Repeat, SideRun, Workload
 from refsd_trt.bench.instrument import EngineCall, EngineRecorder
 from refsd_trt.bench.machine import MemoryPeak
 from refsd_trt.bench.report import write_report
-from refsd_trt.bench.scenes import SAMPLE_PEOPLE, ellipse_mask, sample_scenes, synthetic_scene
+from refsd_trt.bench.scenes import ellipse_mask, sample_scenes, synthetic_scene
+from refsd_trt.samples import SAMPLE_PEOPLE
 from refsd_trt.bench.sides import canonical
 from refsd_trt.bench.stats import ratio, speedup, summary
 from refsd_trt.engine.torch_backend import TorchEngine

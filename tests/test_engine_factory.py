@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-from refsd_trt.engine import timing
-from refsd_trt.engine import factory
+
+from refsd_trt.engine import factory, timing
 from refsd_trt.engine.factory import choose_backend, load_engine
 from refsd_trt.engine.micro_batch import MicroBatched
 from refsd_trt.engine.onnxruntime_backend import OrtEngine

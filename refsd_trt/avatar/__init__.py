@@ -9,7 +9,7 @@ a ``Rasterizer`` (``TorchRasterizer``; ``NvdiffrastRasterizer`` from ``refsd_trt
 from refsd_trt.avatar.anny_body import AnnyBody, anny_body
 from refsd_trt.avatar.avatars import AvatarRenders, avatar_meshes, crop_boxes, fit_avatars, render_avatars
 from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyModel, BodyRegion, JointSpec, rest_params
-from refsd_trt.avatar.contact_sheet import SAMPLE_PERSON_BOXES, avatar_preview, contact_sheet, overlay
+from refsd_trt.avatar.contact_sheet import avatar_preview, contact_sheet, overlay
 from refsd_trt.avatar.fitting import FitResult, FitSettings, default_intrinsics, fit_boxes, fit_keypoints
 from refsd_trt.avatar.rasterizer import Fragments, Rasterizer, TorchRasterizer
 from refsd_trt.avatar.records import AvatarParams, BodyOutput, Camera, Meshes, RenderOutput
@@ -18,7 +18,6 @@ from refsd_trt.avatar.smpl_body import SmplBody, SmplModelFilesMissing
 
 __all__ = [
     "COCO_KEYPOINTS",
-    "SAMPLE_PERSON_BOXES",
     "AnnyBody",
     "AvatarParams",
     "AvatarRenders",
