@@ -113,3 +113,22 @@ def test_nvdiffrast_agrees_with_the_torch_rasterizer():
     theirs = render(meshes, fit.camera, SIZE, rasterizer=NvdiffrastRasterizer()).alpha > 0
     iou = float((ours & theirs).sum() / (ours | theirs).sum())
     assert iou >= 0.98, iou
+
+
+def test_clothing_follows_the_prompt_and_other_draws_stay_put():
+    from refsd_trt.attributes import CHOICES, person_prompt
+    from refsd_trt.avatar.body_model import BodyRegion
+    from refsd_trt.avatar.clothing import MANNEQUIN, NAMED_COLOURS, clothing_palette
+
+    assert set(CHOICES["top_color"]) | set(CHOICES["bottom_color"]) <= set(NAMED_COLOURS)
+    prompt = person_prompt(0, "image", 0, {"top_color": "red", "top": "coat", "bottom_color": "blue"})
+    palette = clothing_palette(prompt.attributes, prompt.seed)
+    colour = lambda region: tuple(round(v, 4) for v in palette[region].tolist())
+    assert colour(BodyRegion.TOP) == colour(BodyRegion.FOREARMS) == NAMED_COLOURS["red"]  # a coat's long sleeves
+    assert colour(BodyRegion.BOTTOM) == NAMED_COLOURS["blue"]
+    bare = clothing_palette({"top_color": "red", "top": "t-shirt"}, prompt.seed)
+    assert tuple(round(v, 4) for v in bare[BodyRegion.FOREARMS].tolist()) == MANNEQUIN
+    # Naming a colour replaces that colour only: the shoes (and any unnamed colour) keep their draw.
+    free = clothing_palette({}, prompt.seed)
+    assert torch.equal(free[BodyRegion.FEET], palette[BodyRegion.FEET])
+    assert torch.equal(clothing_palette({"top_color": "navy-ish"}, prompt.seed), free)  # unknown words: drawn
