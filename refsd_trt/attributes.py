@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -60,7 +61,15 @@ def person_prompt(run_seed: int, image_key: str, index: int, given: Mapping[str,
         prompt = template.format(**attributes)
     except KeyError as missing:
         raise ValueError(f"prompt template names {missing}, which is not an attribute ({', '.join(CHOICES)})") from None
-    return PersonPrompt(attributes, prompt, seed)
+    return PersonPrompt(attributes, with_articles(prompt, attributes.values()), seed)
+
+
+def with_articles(text: str, words) -> str:
+    """"a" before a filled-in word that starts with a vowel becomes "an" ("an elderly man"); the
+    template's own words are left as written."""
+    for word in {w for w in words if w[:1].lower() in "aeiou"}:
+        text = re.sub(rf"\b([Aa]) (?={re.escape(word)}\b)", r"\1n ", text)
+    return text
 
 
 def parse_attributes(text: str) -> dict[str, str]:

@@ -35,3 +35,13 @@ def test_parse_attributes_and_errors():
         parse_attributes("hair=red")
     with pytest.raises(ValueError, match="not an attribute"):
         person_prompt(0, "x", 0, template="a {hair} person")
+
+
+def test_prompts_say_an_before_a_vowel_only_where_an_attribute_was_filled_in():
+    from refsd_trt.attributes import person_prompt
+
+    elderly = person_prompt(0, "k", 0, {"age": "elderly", "gender": "man", "top_color": "orange"})
+    assert elderly.prompt.startswith("a photo of an elderly man wearing an orange ")
+    young = person_prompt(0, "k", 0, {"age": "young adult"}, template="A {age} in a uniform")
+    assert young.prompt == "A young adult in a uniform"  # the template's "a uniform" is not touched
+    assert person_prompt(0, "k", 0, {"age": "adult"}, template="A {age}").prompt == "An adult"
