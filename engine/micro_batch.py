@@ -2,7 +2,7 @@
 the outputs.
 
 On CPUs a bigger batch is not always cheaper per item: an image model's activations outgrow the
-caches (the tiny SDXL VAE decoder: 55 ms per crop one at a time, 63 ms per crop four at a time, on
+caches (the tiny SDXL VAE decoder: 54 ms per crop one at a time, 61 ms per crop four at a time, on
 2 cores), while on GPUs batching wins. ``load_engine(..., backend="auto")`` measures which holds
 for each engine and wraps it here where single items are faster.
 """
