@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from refsd_trt.engine.base import Engine
 from refsd_trt.engine.micro_batch import MicroBatched, splittable
 from refsd_trt.export import artifacts, sources
 from refsd_trt.export.formats import export
-from refsd_trt.export.specs import AxisRange
+from refsd_trt.export.specs import AxisRange, ModelSpec
 from refsd_trt.export.validation import validation_axes
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,10 @@ def load_engine(source: str | Path, component: str | None = None, backend: str =
     if backend not in (*BACKENDS, "auto"):
         raise ValueError(f"backend must be one of {', '.join((*BACKENDS, 'auto'))}, got {backend!r}")
     if backend == "auto":
-        backend = choose_backend(ref, component, device, precision, axes, profile=profile, root=root,
-                                 progress=progress)
+        recorded = RecordedTimings.locate(ref, component, device, precision, axes, root, progress)
+        backend = _choose_backend(recorded, ref, device, precision, profile, root, progress)
         engine = _build(backend, ref, component, device, precision, root, progress, profile, **engine_options)
-        return micro_batched(engine, ref, component, axes, root=root, progress=progress)
+        return _micro_batched(engine, recorded, progress)
     return _build(backend, ref, component, device, precision, root, progress, profile, **engine_options)
 
 
@@ -116,15 +117,60 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
                    remeasure: bool = False) -> str:
     """The fastest backend for this machine and shape, measured once and recorded in the manifest
     of the ONNX artifact every compiled backend derives from."""
-    artifact, spec, axes, where, shape = _timing_record_key(ref, component, device, precision, axes, root, progress)
-    records = artifact.manifest.get("backends", {})
-    if not remeasure and shape in records.get(where, {}):
-        return records[where][shape]["winner"]
+    recorded = RecordedTimings.locate(ref, component, device, precision, axes, root, progress)
+    return _choose_backend(recorded, ref, device, precision, profile, root, progress, remeasure)
+
+
+def micro_batched(engine: Engine, ref: Path, component: str, axes: Mapping[str, int] | None, *,
+                  root: Path | None = None, progress: Callable[[str], None] | None = None,
+                  remeasure: bool = False) -> Engine:
+    """``engine``, or ``engine`` running its batches one item at a time where that was measured at
+    least 5 % faster per item than the whole batch at once (recorded beside the backend timings)."""
+    recorded = RecordedTimings.locate(ref, component, engine.device, engine.precision, axes, root, progress)
+    return _micro_batched(engine, recorded, progress, remeasure)
+
+
+@dataclass
+class RecordedTimings:
+    """Where ``auto``'s measurements for one model, machine and shape live: the manifest of the ONNX
+    artifact every compiled backend derives from, under (device key, shape key). Locating it
+    verifies (re-hashes) that artifact, so ``load_engine`` does it once for both decisions."""
+
+    artifact: artifacts.Artifact
+    spec: ModelSpec
+    axes: dict[str, int]  # axes left out take the profile's smallest value; asked-for ones stay inside it
+    where: str
+    shape: str
+
+    @classmethod
+    def locate(cls, ref: Path, component: str, device: torch.device, precision: str,
+               axes: Mapping[str, int] | None, root: Path | None, progress) -> RecordedTimings:
+        artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress)
+        spec = sources.spec_of(component, artifact.manifest["config"])
+        axes = {name: min(max(value, spec.axes[name].min), spec.axes[name].max) if name in spec.axes else value
+                for name, value in {**validation_axes(spec), **(axes or {})}.items()}
+        return cls(artifact, spec, axes, timing.device_key(device), timing.shape_key(spec.axis_values(**axes)))
+
+    @property
+    def entry(self) -> dict:
+        return self.artifact.manifest.get("backends", {}).get(self.where, {}).get(self.shape, {})
+
+    def save(self, entry: dict) -> None:
+        records = self.artifact.manifest.get("backends", {})
+        self.artifact = self.artifact.update_manifest(
+            backends={**records, self.where: {**records.get(self.where, {}), self.shape: entry}})
+
+
+def _choose_backend(recorded: RecordedTimings, ref: Path, device: torch.device, precision: str, profile, root, progress,
+                    remeasure: bool = False) -> str:
+    component, where, shape = recorded.spec.name, recorded.where, recorded.shape
+    if not remeasure and "winner" in recorded.entry:
+        return recorded.entry["winner"]
     timings, errors = {}, {}
     for backend in available_backends(device):
         try:
             engine = _build(backend, ref, component, device, precision, root, progress, profile)
-            timings[backend] = timing.median_ms(engine, spec.example_inputs(precision, device, **axes))
+            timings[backend] = timing.median_ms(engine, recorded.spec.example_inputs(precision, device, **recorded.axes))
             engine.close()
         except Exception as exc:  # noqa: BLE001 -- a backend that cannot run this model here does not compete
             errors[backend] = f"{type(exc).__name__}: {exc}"
@@ -132,47 +178,24 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
     if not timings:
         raise RuntimeError(f"no backend can run {component} on {device}: {errors}")
     winner = min(timings, key=timings.get)
-    record = {"timings_ms": timings, "winner": winner, "errors": errors}
-    _save_record(artifact, where, shape, record)
+    recorded.save({"timings_ms": timings, "winner": winner, "errors": errors})
     (progress or log.info)(f"{component} {precision} on {where} at {shape}: "
                            + ", ".join(f"{b} {t:.1f} ms" for b, t in timings.items()) + f" -> {winner}")
     return winner
 
 
-def _timing_record_key(ref: Path, component: str, device: torch.device, precision: str,
-                       axes: Mapping[str, int] | None, root: Path | None, progress):
-    """Where timings for this machine and shape are recorded: the ONNX artifact every compiled
-    backend derives from, under (device key, shape key). Axes left out take the profile's smallest
-    value; asked-for ones are kept inside the profile."""
-    artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress)
-    spec = sources.spec_of(component, artifact.manifest["config"])
-    axes = {name: min(max(value, spec.axes[name].min), spec.axes[name].max) if name in spec.axes else value
-            for name, value in {**validation_axes(spec), **(axes or {})}.items()}
-    return artifact, spec, axes, timing.device_key(device), timing.shape_key(spec.axis_values(**axes))
-
-
-def _save_record(artifact: artifacts.Artifact, where: str, shape: str, record: dict) -> None:
-    records = artifact.manifest.get("backends", {})
-    artifact.update_manifest(backends={**records, where: {**records.get(where, {}), shape: record}})
-
-
-def micro_batched(engine: Engine, ref: Path, component: str, axes: Mapping[str, int] | None, *,
-                  root: Path | None = None, progress: Callable[[str], None] | None = None, remeasure: bool = False) -> Engine:
-    """``engine``, or ``engine`` running its batches one item at a time where that was measured at
-    least 5 % faster per item than the whole batch at once (recorded beside the backend timings)."""
-    if (axes or {}).get("batch", 1) <= 1 or not splittable(engine.spec):
+def _micro_batched(engine: Engine, recorded: RecordedTimings, progress, remeasure: bool = False) -> Engine:
+    batch, record = recorded.axes.get("batch", 1), recorded.entry
+    if batch <= 1 or not splittable(engine.spec):
         return engine
-    artifact, spec, axes, where, shape = _timing_record_key(ref, component, engine.device, engine.precision, axes,
-                                                            root, progress)
-    batch = axes["batch"]
-    record = artifact.manifest.get("backends", {}).get(where, {}).get(shape, {})
     if remeasure or "micro_batch" not in record:
-        whole = timing.median_ms(engine, spec.example_inputs(engine.precision, engine.device, **axes))
-        one = timing.median_ms(engine, spec.example_inputs(engine.precision, engine.device, **{**axes, "batch": 1}))
+        inputs = lambda **axes: recorded.spec.example_inputs(engine.precision, engine.device, **axes)
+        whole = timing.median_ms(engine, inputs(**recorded.axes))
+        one = timing.median_ms(engine, inputs(**{**recorded.axes, "batch": 1}))
         record = {**record, "micro_batch": 1 if one * batch < 0.95 * whole else batch,
                   "per_item_ms": {"whole_batch": whole / batch, "one_at_a_time": one}}
-        _save_record(artifact, where, shape, record)
-        (progress or log.info)(f"{spec.name} on {where} at {shape}: {whole / batch:.1f} ms per item batched, "
-                               f"{one:.1f} ms one at a time -> micro-batch {record['micro_batch']}")
+        recorded.save(record)
+        (progress or log.info)(f"{recorded.spec.name} on {recorded.where} at {recorded.shape}: {whole / batch:.1f} ms per item "
+                               f"batched, {one:.1f} ms one at a time -> micro-batch {record['micro_batch']}")
     size = record["micro_batch"]
     return MicroBatched(engine, size) if size < batch else engine
