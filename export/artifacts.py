@@ -21,24 +21,16 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from refsd_trt.io.hashing import sha256_file
 from refsd_trt.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-CHUNK = 1 << 24
 
 
 def artifacts_root() -> Path:
     return cache_dir() / "artifacts"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_digest(files: list[Path]) -> str:
