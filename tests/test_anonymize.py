@@ -74,6 +74,16 @@ def _slow(avatars, seconds):
     return render
 
 
+def _one_person(height: int, width: int, box: tuple[int, int, int, int], score: float = 1.0):
+    """A flat image with one bright rectangular person at xyxy ``box``, and that person's detection."""
+    x0, y0, x1, y1 = box
+    image = np.full((height, width, 3), 60, np.uint8)
+    image[y0:y1, x0:x1] = 240
+    masks = torch.zeros((1, height, width), dtype=torch.bool)
+    masks[0, y0:y1, x0:x1] = True
+    return image, PersonDetections(torch.tensor([[float(v) for v in box]]), torch.tensor([score]), masks)
+
+
 def _raise(exc):
     def fail(*args, **kwargs):
         raise exc
@@ -109,13 +119,9 @@ def test_failed_detection_yields_no_image(lite, sample_images, monkeypatch):
 
 def test_given_detections_skip_the_detector(lite, monkeypatch):
     monkeypatch.setattr(lite.detector, "detect", _raise(AssertionError("detector must not run")))
-    image = np.full((96, 128, 3), 90, np.uint8)
-    image[20:80, 50:80] = 250
-    masks = torch.zeros((1, 96, 128), dtype=torch.bool)
-    masks[0, 20:80, 50:80] = True
-    given = PersonDetections(torch.tensor([[50.0, 20, 80, 80]]), torch.tensor([1.0]), masks)
+    image, given = _one_person(96, 128, (50, 20, 80, 80))
     result = lite([image], detections=[given])[0]
-    assert failsafe.unchanged_fraction(image, result.image, masks[0].numpy()) < REPLACED
+    assert failsafe.unchanged_fraction(image, result.image, given.masks[0].numpy()) < REPLACED
     # A 60 px tall person: the 66 px crop is upscaled to the 256 px working size, and the record says so.
     assert result.people[0].notes == ["small person: 66 px crop upscaled x3.9 to 256 px"]
 
@@ -236,16 +242,12 @@ def test_demo_writes_outputs_and_a_contact_sheet(tmp_path, capsys):
 @pytest.mark.parametrize("method", ["inpaint", "refsd"])
 def test_tiny_preset_runs_both_methods_and_says_it_is_not_an_anonymization(method):
     anonymizer = Anonymizer.from_preset("tiny", method=method, backend="torch", steps=2, device="cpu")
-    image = np.full((256, 192, 3), 60, np.uint8)
-    image[40:220, 70:130] = 230
-    masks = torch.zeros((1, 256, 192), dtype=torch.bool)
-    masks[0, 40:220, 70:130] = True
-    given = PersonDetections(torch.tensor([[70.0, 40, 130, 220]]), torch.tensor([0.9]), masks)
+    image, given = _one_person(256, 192, (70, 40, 130, 220), score=0.9)
     result = anonymizer([image], detections=[given])[0]
     assert result.method == method and not result.anonymizes
     assert "NOT an anonymization" in result.notes[0]
     assert result.image.shape == image.shape
-    assert failsafe.unchanged_fraction(image, result.image, masks[0].numpy()) < REPLACED
+    assert failsafe.unchanged_fraction(image, result.image, given.masks[0].numpy()) < REPLACED
     expected = ({"inpaint_unet", "inpaint_text_encoder_2"} if method == "inpaint"
                 else {"removal_unet", "removal_text_encoder", "refine_unet", "refine_vae_decoder", "pose"})
     assert {"detector"} | expected <= set(anonymizer.engines)
