@@ -20,11 +20,11 @@ from refsd_trt.bench.instrument import EngineCall, EngineRecorder
 from refsd_trt.bench.machine import MemoryPeak
 from refsd_trt.bench.report import write_report
 from refsd_trt.bench.scenes import ellipse_mask, sample_scenes, synthetic_scene
-from refsd_trt.samples import SAMPLE_PEOPLE
 from refsd_trt.bench.sides import canonical
 from refsd_trt.bench.stats import ratio, speedup, summary
 from refsd_trt.engine.torch_backend import TorchEngine
 from refsd_trt.export.specs import AxisRange, ModelSpec, TensorSpec
+from refsd_trt.samples import SAMPLE_PEOPLE
 
 
 @pytest.mark.parametrize("people", [1, 4, 16])
@@ -207,3 +207,14 @@ def test_quick_flag_and_explicit_overrides():
     assert quick.methods == ("inpaint", "refsd") and not quick.samples
     full = settings_from_args(parser.parse_args(["bench", "--method", "refsd", "--no-sweep", "--size", "320x480"]))
     assert full.methods == ("refsd",) and full.sweep is None and full.size == (320, 480) and full.images == 8
+
+
+def test_speedup_ceiling_puts_the_engines_at_peak_and_keeps_the_fixed_stages():
+    stage = lambda seconds: {"p50": seconds}
+    ours = {"stages": {"decode": stage(0.1), "detect": stage(1.0), "refine": stage(5.0), "render": stage(0.2),
+                       "encode": stage(0.2)},
+            "where_the_time_goes": {"flops": {"engines_total": {"gflop": 100.0}, "peak_gflops": 50.0}}}
+    # 100 GFLOP at 50 GFLOP/s = 2 s, plus decode, render and encode (0.5 s): 10 s / 2.5 s
+    assert analysis.speedup_ceiling(ours, 10.0) == pytest.approx(4.0)
+    ours["where_the_time_goes"]["flops"]["peak_gflops"] = None  # no known peak: no ceiling
+    assert analysis.speedup_ceiling(ours, 10.0) is None
