@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
+from refsd_trt.io.json_safe import json_safe
+
 REPORT_NAME = "bench.json"
-
-
-def _finite(value):
-    """JSON has no NaN or infinity: such values are written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def write_report(report: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / REPORT_NAME
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
+    tmp.write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
     tmp.replace(path)
     return path
 

@@ -87,6 +87,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from refsd_trt import __version__
     from refsd_trt.bench.cli import register as register_bench
+    from refsd_trt.eval.cli import register as register_eval
     from refsd_trt.export.cli import register as register_export
 
     parser = argparse.ArgumentParser(prog="refsd-trt", description=__doc__,
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_export(sub)
     register_bench(sub)
+    register_eval(sub)
     return parser
 
 

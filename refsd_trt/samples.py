@@ -15,30 +15,56 @@ SAMPLE_PEOPLE: dict[str, tuple[tuple[int, int, int, int], ...]] = {
 }
 
 
-def sample_image_paths() -> list[Path]:
-    """ultralytics' bus.jpg and zidane.jpg when that package is installed, and scikit-image's
-    astronaut (written once to a temporary PNG) when scikit-image is."""
-    paths: list[Path] = []
-    try:
-        import importlib.util
+# Where each packaged photo lives: (import name of the package, path inside it, or a scikit-image
+# ``data`` function written once to a temporary PNG).
+_SOURCES: dict[str, tuple[str, str]] = {
+    "bus": ("ultralytics", "assets/bus.jpg"),
+    "zidane": ("ultralytics", "assets/zidane.jpg"),
+    "astronaut": ("skimage", "astronaut"),
+    "camera": ("skimage", "camera"),
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+}
+DEMO_PHOTOS = ("bus", "zidane", "astronaut")
+EVAL_PHOTOS = ("bus", "zidane", "astronaut", "grace_hopper", "camera")
 
-        spec = importlib.util.find_spec("ultralytics")  # found without importing it (AGPL, heavy)
-        if spec and spec.submodule_search_locations:
-            assets = Path(next(iter(spec.submodule_search_locations))) / "assets"
-            paths += sorted(p for p in assets.glob("*.jpg"))
+
+def _package_folder(name: str) -> Path | None:
+    """Found without importing the package (ultralytics is AGPL and heavy)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
-        pass
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+
+
+def _skimage_photo(name: str) -> Path | None:
     try:
         from PIL import Image
         from skimage import data
-
-        target = Path(tempfile.gettempdir()) / "refsd-trt-samples" / "astronaut.png"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp.png")
-            Image.fromarray(data.astronaut()).save(tmp)
-            tmp.replace(target)
-        paths.append(target)
     except ImportError:
-        pass
+        return None
+    target = Path(tempfile.gettempdir()) / "refsd-trt-samples" / f"{name}.png"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp.png")
+        Image.fromarray(getattr(data, name)()).save(tmp)
+        tmp.replace(target)
+    return target
+
+
+def sample_image_paths(names: tuple[str, ...] = DEMO_PHOTOS) -> list[Path]:
+    """The packaged photos named (bus and zidane from ultralytics' assets, astronaut and camera from
+    scikit-image, grace_hopper from matplotlib) whose package is installed, in the order named."""
+    paths: list[Path] = []
+    for name in names:
+        package, where = _SOURCES[name]
+        if package == "skimage":
+            path = _skimage_photo(where)
+        else:
+            folder = _package_folder(package)
+            path = folder / where if folder is not None else None
+        if path is not None and path.is_file():
+            paths.append(path)
     return paths

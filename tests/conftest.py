@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+
 import pytest
 
 # Offline flags before anything imports huggingface_hub, transformers or ultralytics.
@@ -95,3 +96,34 @@ def sample_images():
     from refsd_trt.samples import sample_image_paths
 
     return [(p.stem, np.asarray(Image.open(p).convert("RGB"))) for p in sample_image_paths()]
+
+
+@pytest.fixture(scope="session")
+def eval_photos():
+    """The packaged photos ``refsd-trt eval`` runs on, by name (bus, zidane, astronaut, grace_hopper,
+    camera), as HxWx3 uint8 RGB; skips when none is installed."""
+    import numpy as np
+    from PIL import Image
+
+    from refsd_trt.samples import EVAL_PHOTOS, sample_image_paths
+
+    photos = {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in sample_image_paths(EVAL_PHOTOS)}
+    if not photos:
+        pytest.skip("no packaged sample photo is installed")
+    return photos
+
+
+@pytest.fixture(scope="session")
+def jpeg():
+    """``jpeg(image, quality)``: an HxWx3 uint8 RGB image through a JPEG encode and decode."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def round_trip(image, quality: int = 30):
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="JPEG", quality=quality)
+        return np.asarray(Image.open(buffer).convert("RGB"))
+
+    return round_trip
