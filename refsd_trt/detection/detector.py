@@ -8,6 +8,8 @@ GrabCut) that turns boxes into masks. An optional pose engine adds COCO keypoint
 Recall comes first: nothing is dropped for being small, only for scoring ``conf`` or less (default
 0.25, ultralytics' predict default) or for overlapping a better box of the same image by more than
 ``iou`` (default 0.7, ultralytics' predict default; lower values merge people who stand close).
+With a ``floor``, people scoring in (floor, conf] are kept too and flagged ``low_confidence``:
+too uncertain to replace with an avatar, too likely to be a person to leave unanonymized.
 """
 
 from __future__ import annotations
@@ -44,17 +46,25 @@ class BoxMasker(Protocol):
 class YoloPersonDetector(PersonDetector):
     def __init__(self, engine: Engine, person_classes: Sequence[int] = COCO_PERSON, conf: float = 0.25,
                  iou: float = 0.7, max_det: int = 300, imgsz: int = IMGSZ, stride: int = 32,
-                 pose_engine: Engine | None = None, box_masker: BoxMasker | None = None):
-        """``engine``: a YOLOv8 seg (``output0`` + ``output1`` prototypes) or detect model;
-        ``person_classes``: the class ids that are people (COCO: 0; the fall detector: 0 and 1);
-        ``imgsz``: the letterbox size for engines with dynamic height/width (static engines use
-        their own); ``pose_engine``: a YOLOv8-pose model whose keypoints are attached by box IoU."""
+                 pose_engine: Engine | None = None, box_masker: BoxMasker | None = None,
+                 floor: float | None = None, objectness: bool = False):
+        """``engine``: a YOLOv8 seg (``output0`` + ``output1`` prototypes) or detect model, or a
+        YOLOv5 one with ``objectness``; ``person_classes``: the class ids that are people (COCO: 0;
+        the fall detector: 0 and 1); ``imgsz``: the letterbox size for engines with dynamic
+        height/width (static engines use their own); ``pose_engine``: a YOLOv8-pose model whose
+        keypoints are attached by box IoU; ``floor``: keep and flag people scoring in (floor, conf]."""
         spec = engine.spec
         self.protos = "output1" in spec.output_names
         if not self.protos and box_masker is None:
             raise ValueError(f"{spec.name} has no mask prototypes: pass a box_masker")
+        if floor is not None and not 0 <= floor <= conf:
+            raise ValueError(f"floor must lie in [0, conf={conf}], got {floor}")
+        self.conf, self.floor = conf, floor
         nm = next(int(t.shape[1]) for t in spec.outputs if t.name == "output1") if self.protos else 0
-        self.runner = YoloRunner(engine, person_classes, nm, conf, iou, max_det, imgsz, stride)
+        # NMS over the floor's candidates keeps the same confident people as over conf's: a box
+        # is only ever suppressed by a better-scoring one, and those are confident too.
+        self.runner = YoloRunner(engine, person_classes, nm, conf if floor is None else floor, iou, max_det, imgsz,
+                                 stride, objectness)
         self.pose = YoloPoseEstimator(pose_engine, conf, iou, max_det, imgsz, stride) if pose_engine else None
         self.box_masker = box_masker
         self.engines = {"detector": engine, **({"pose": pose_engine} if pose_engine else {})}
@@ -76,7 +86,8 @@ class YoloPersonDetector(PersonDetector):
                 masks = prototype_masks(out["output1"][i], sel.extras, boxes, place, input_shape)
             else:
                 masks = self.box_masker(image, boxes)
-            results.append(PersonDetections(boxes, sel.scores, masks, None, self.mask_source))
+            low = None if self.floor is None else sel.scores <= self.conf
+            results.append(PersonDetections(boxes, sel.scores, masks, None, self.mask_source, low))
         if self.pose is not None:
             for record, (pose_boxes, keypoints) in zip(results, self.pose.estimate(images, (layout, batch))):
                 record.keypoints = attach_keypoints(record.boxes, pose_boxes, keypoints)

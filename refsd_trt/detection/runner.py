@@ -19,13 +19,14 @@ IMGSZ = 640  # ultralytics' default letterbox size, the one its models were trai
 
 class YoloRunner:
     def __init__(self, engine: Engine, person_classes: Sequence[int], extra_rows: int, conf: float, iou: float,
-                 max_det: int, imgsz: int, stride: int):
-        """``extra_rows``: per-anchor values after the class scores (mask coefficients, keypoints)."""
-        self.engine, self.conf, self.iou, self.max_det, self.imgsz, self.stride = (
-            engine, conf, iou, max_det, imgsz, stride)
+                 max_det: int, imgsz: int, stride: int, objectness: bool = False):
+        """``extra_rows``: per-anchor values after the class scores (mask coefficients, keypoints);
+        ``objectness``: a YOLOv5 head (rows last, objectness before the class scores)."""
+        self.engine, self.conf, self.iou, self.max_det, self.imgsz, self.stride, self.objectness = (
+            engine, conf, iou, max_det, imgsz, stride, objectness)
         spec = engine.spec
-        rows = next(int(t.shape[1]) for t in spec.outputs if t.name == "output0")
-        self.nc = rows - 4 - extra_rows
+        rows = next(int(t.shape[-1 if objectness else 1]) for t in spec.outputs if t.name == "output0")
+        self.nc = rows - (5 if objectness else 4) - extra_rows
         self.classes = torch.tensor(tuple(person_classes), dtype=torch.int64)
         images = spec.inputs[0]
         self.input_name, self.dtype = images.name, images.torch_dtype(engine.precision)
@@ -56,5 +57,5 @@ class YoloRunner:
         out = {name: t.to(device) for name, t in out.items()}
         if self.classes.device != device:
             self.classes = self.classes.to(device)
-        found = select_people(out["output0"], self.nc, self.classes, self.conf, self.iou, self.max_det)
+        found = select_people(out["output0"], self.nc, self.classes, self.conf, self.iou, self.max_det, self.objectness)
         return found, out

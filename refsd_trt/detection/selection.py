@@ -8,6 +8,12 @@ score is above ``conf`` (strictly). All person classes are one category for NMS 
 "Normal" and "Fall" boxes of one person must suppress each other), so NMS is class-agnostic within
 an image and never across images.
 
+YOLOv5 heads (``objectness=True``) emit rows last, ``(B, anchors, 4 + 1 + nc + extra)``, with an
+objectness score before the class scores. Their rule (YOLOv5's ``non_max_suppression``) scores a
+class as objectness × class score and keeps an anchor whose objectness and best such score are
+above ``conf``; the first condition follows from the second (a class score is at most 1), so the
+two heads differ only in where the numbers sit and what the score is.
+
 The only host synchronisations are the ones dynamic sizes force: ``nonzero`` and NMS decide how
 many candidates exist, and splitting the batch needs the per-image counts.
 """
@@ -35,10 +41,15 @@ def xywh_to_xyxy(xywh: torch.Tensor) -> torch.Tensor:
 
 
 def select_people(output0: torch.Tensor, nc: int, person_classes: torch.Tensor, conf: float, iou: float,
-                  max_det: int) -> list[Selected]:
-    """``output0``: (B, 4 + nc + extra, anchors); ``person_classes``: int64 class ids on its device."""
-    pred = output0.float().transpose(1, 2)  # (B, anchors, rows)
-    score, cls = pred[..., 4:4 + nc].max(-1)
+                  max_det: int, objectness: bool = False) -> list[Selected]:
+    """``output0``: (B, 4 + nc + extra, anchors), or YOLOv5's (B, anchors, 5 + nc + extra) with
+    ``objectness``; ``person_classes``: int64 class ids on its device."""
+    if objectness:
+        pred, first = output0.float(), 5  # (B, anchors, rows)
+        score, cls = (pred[..., 5:5 + nc] * pred[..., 4:5]).max(-1)
+    else:
+        pred, first = output0.float().transpose(1, 2), 4
+        score, cls = pred[..., 4:4 + nc].max(-1)
     keep = (score > conf) & torch.isin(cls, person_classes)
     image, anchor = keep.nonzero(as_tuple=True)
     rows = pred[image, anchor]
@@ -53,5 +64,5 @@ def select_people(output0: torch.Tensor, nc: int, person_classes: torch.Tensor, 
     return [
         Selected(b, s, e)
         for b, s, e in zip(boxes[kept].split(per_image), scores[kept].split(per_image),
-                           rows[kept, 4 + nc:].split(per_image))
+                           rows[kept, first + nc:].split(per_image))
     ]

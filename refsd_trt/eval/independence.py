@@ -25,14 +25,14 @@ def _files(path: Path) -> list[Path]:
 
 
 def _preset_files(name: str) -> dict[str, list[Path]]:
+    from refsd_trt.detection.lite import model_files
     from refsd_trt.methods import model_path
     from refsd_trt.models.loaders import ModelNotFound
-    from refsd_trt.presets import PRESETS, packaged_detector_path
+    from refsd_trt.presets import PRESETS
 
     preset = PRESETS[name]
     if preset.method == "lite":
-        found = packaged_detector_path()
-        return {"detector": [found] if found else []}
+        return {"detector": model_files()}
     files = {}
     for role in DETECTION_ROLES:
         if role in preset.models:
@@ -43,11 +43,11 @@ def _preset_files(name: str) -> dict[str, list[Path]]:
     return files
 
 
-def check(presets: Sequence[str], shared_detector: Path) -> dict:
+def check(presets: Sequence[str], shared_detector: Sequence[Path]) -> dict:
     """The evaluators' and the methods' model files with their hashes; ``NotIndependent`` on overlap."""
     judges = {key: m.path() for key, m in MODELS.items() if m.file}
     judge_hashes = {sha256_file(path): key for key, path in judges.items()}
-    used = {"shared detector": [shared_detector]}
+    used = {"shared detector": list(shared_detector)}
     for name in presets:
         used.update({f"{name} {role}": paths for role, paths in _preset_files(name).items()})
     methods = {}

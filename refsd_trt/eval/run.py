@@ -2,9 +2,9 @@
 faces, people, keypoints and appearance for the judges), produce every method's outputs, and score
 each output against its original.
 
-The judges never share a model with what they judge: faces are dlib's, people and keypoints
-YOLO11n-pose's, appearance an ImageNet MobileNetV2's, while the methods get their people from the
-embedded default's detector (``independence`` compares the files).
+The judges never share a model with what they judge: faces are dlib's, people YOLOv8n's, keypoints
+MediaPipe BlazePose's, appearance an ImageNet MobileNetV2's, while the methods get their people from
+the embedded default's detector (``independence`` compares the files).
 """
 
 from __future__ import annotations

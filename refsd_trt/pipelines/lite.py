@@ -1,11 +1,13 @@
 """The offline CPU default: classical removal and an avatar, no diffusion.
 
-1. remove: every person's whole box (dilated) is inpainted classically (OpenCV Telea, on the host:
-   this path is CPU by design, and it is the same fill the fail-safe uses). Boxes, not the masks:
-   a mask refined from a box classically (GrabCut) misses ears, hair and hands often enough that
-   removing only the mask leaves identifying pixels beside the avatar;
-2. render: each person's avatar is posed for their box (or keypoints) and rendered into a square
-   crop around them;
+1. remove: every person's dilated instance mask is filled from the scene around it (``scene_fill``,
+   on the host: this path is CPU by design). Masks a segmentation model made are removed as they
+   are; masks refined from a box classically (GrabCut) miss ears, hair and hands often enough that
+   the whole box goes with them. Whatever the mask had and the avatar lacks is this fill, never
+   the person;
+2. render: each person's avatar is posed from their keypoints (standing in their box without) and
+   rendered into a square crop around them; low-confidence people (scored between the detector's
+   recall floor and its threshold) get no avatar: the fill alone replaces them;
 3. merge: the avatars are pasted over the cleaned background with softened edges, back to front.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from refsd_trt import failsafe
@@ -23,6 +26,7 @@ from refsd_trt.kernels import gaussian_blur, to_float, to_uint8
 from refsd_trt.pipelines.avatars import Avatars
 from refsd_trt.pipelines.crops import merge_crops, square_crops
 from refsd_trt.pipelines.method import CropMethod
+from refsd_trt.pipelines.scene_fill import fill_scene
 from refsd_trt.pipelines.timing import Timer
 from refsd_trt.types import PersonDetections
 
@@ -30,6 +34,9 @@ from refsd_trt.types import PersonDetections
 @dataclass(frozen=True)
 class LiteSettings:
     dilate_px: int = 8  # image pixels the person masks grow before removal, so no outline remains
+    # and at least this share of the person's box height: YOLO masks come from 160² prototypes and
+    # miss thin parts (fingers, a lanyard) by more than a fixed few pixels on large people.
+    mask_margin: float = 0.02
     soften_px: int = 1  # crop pixels of blur inside the avatar's silhouette edge
     crop_scale: float = 1.1
     render_size: int = 256  # avatar crop resolution
@@ -44,11 +51,17 @@ class LiteMethod(CropMethod):
         self.working_size = settings.render_size
 
     def remove(self, canvas: torch.Tensor, detections: PersonDetections) -> None:
-        """Inpaint every person's dilated box of one (3, H, W) [-1, 1] canvas, in place."""
+        """Fill every person's dilated region of one (3, H, W) [-1, 1] canvas from the scene, in place."""
         pixels = to_uint8(canvas).permute(1, 2, 0).cpu().numpy()
         height, width = pixels.shape[:2]
-        boxes = box_masks(detections.boxes, height, width) | detections.masks
-        cleaned = failsafe.fill_people(pixels, boxes.cpu().numpy(), self.settings.dilate_px)
+        regions = detections.masks
+        if detections.mask_source != "segmentation":
+            regions = regions | box_masks(detections.boxes, height, width)
+        heights = (detections.boxes[:, 3] - detections.boxes[:, 1]).tolist()
+        holes = np.zeros((height, width), dtype=bool)
+        for region, tall in zip(regions.cpu().numpy(), heights):
+            holes |= failsafe.dilated(region, max(self.settings.dilate_px, round(self.settings.mask_margin * tall)))
+        cleaned = fill_scene(pixels, holes)
         canvas.copy_(to_float(torch.from_numpy(cleaned).permute(2, 0, 1).to(canvas.device)))
 
     def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
@@ -58,9 +71,19 @@ class LiteMethod(CropMethod):
             for canvas, det in zip(canvases, detections):
                 self.remove(canvas, det)
         with timer("render"):
-            boxes = square_crops(detections, canvases, s.crop_scale)
-            avatars = [self.avatars(d, b, s.render_size, p) for d, b, p in zip(detections, boxes, prompts)]
+            shown = [confident(d) for d in detections]
+            people = [d.subset(k) for d, k in zip(detections, shown)]
+            boxes = square_crops(people, canvases, s.crop_scale)
+            avatars = [self.avatars(d, b, s.render_size, [p[j] for j in k.nonzero().flatten().tolist()])
+                       for d, b, p, k in zip(people, boxes, prompts, shown)]
         with timer("merge"):
             alpha = torch.cat([a.alpha for a in avatars])
             merge_crops(canvases, boxes, torch.cat([a.rgb for a in avatars]) * 2 - 1,
-                        gaussian_blur(alpha, s.soften_px) * alpha, [d.masks[:, None].float() for d in detections])
+                        gaussian_blur(alpha, s.soften_px) * alpha, [d.masks[:, None].float() for d in people])
+
+
+def confident(detections: PersonDetections) -> torch.Tensor:
+    """(n,) bool: the people scored at or above the detector's threshold (all, for detectors that
+    report no low-confidence people)."""
+    low = detections.low_confidence
+    return torch.ones(len(detections), dtype=torch.bool, device=detections.boxes.device) if low is None else ~low
