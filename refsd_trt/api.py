@@ -13,6 +13,7 @@ method or filled by ``failsafe``; only a failed detection yields no image (``Det
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from refsd_trt import failsafe
 from refsd_trt.attributes import DEFAULT_TEMPLATE, PersonPrompt, person_prompt
 from refsd_trt.config import RunConfig
 from refsd_trt.detection import PersonDetector
+from refsd_trt.detection.masks import box_masks
 from refsd_trt.presets import PRESETS, Preset, choose_default
 from refsd_trt.stages import Method, StageTimer
 from refsd_trt.types import PersonDetections, PersonRecord
@@ -68,6 +70,22 @@ def _as_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.
     if image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
         raise ValueError(f"expected a (3, H, W) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
     return image.to(device).contiguous()
+
+
+def covering(detections: PersonDetections, index: int = 0) -> PersonDetections:
+    """Detections given to the API, made safe for every method: box-only detectors are common, so a
+    person whose mask is empty, or whose masks were not made by a segmentation model, is removed as
+    box ∪ mask (the methods paint and check masks only). Non-finite boxes or scores are refused."""
+    if not (torch.isfinite(detections.boxes).all() and torch.isfinite(detections.scores).all()):
+        raise ValueError(f"detections for image {index}: non-finite boxes or scores")
+    if not len(detections):
+        return detections
+    boxes = box_masks(detections.boxes, *detections.masks.shape[-2:])
+    if detections.mask_source != "segmentation":
+        masks = detections.masks | boxes
+    else:
+        masks = torch.where(detections.masks.flatten(1).any(1)[:, None, None], detections.masks, boxes)
+    return dataclasses.replace(detections, masks=masks)
 
 
 def pixel_key(image: torch.Tensor) -> str:
@@ -127,7 +145,7 @@ class Anonymizer:
             except Exception as exc:
                 raise DetectionFailed(f"person detection failed: {type(exc).__name__}: {exc}") from exc
         else:
-            detections = [d.to(self.device) for d in detections]
+            detections = [covering(d.to(self.device), i) for i, d in enumerate(detections)]
         prompts = self.prompts_for(keys, detections)
         failure = None
         outputs: list[torch.Tensor] | None = None

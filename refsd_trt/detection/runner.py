@@ -55,6 +55,10 @@ class YoloRunner:
         device = batch.images.device
         out = self.engine.run({self.input_name: batch.images.to(self.engine.device)})
         out = {name: t.to(device) for name, t in out.items()}
+        # NaN scores compare false with conf, so a broken engine would read as "nobody here" and
+        # the original would be written: non-finite output is a detection failure instead.
+        if not torch.isfinite(out["output0"]).all():
+            raise RuntimeError(f"{self.engine.spec.name}: non-finite values in the detector's output")
         if self.classes.device != device:
             self.classes = self.classes.to(device)
         found = select_people(out["output0"], self.nc, self.classes, self.conf, self.iou, self.max_det, self.objectness)
