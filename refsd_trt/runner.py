@@ -91,6 +91,13 @@ class Runner:
             self._anonymizer = self._factory()
         return self._anonymizer
 
+    def _name_skipped(self, paths: list[Path], why: str, limit: int = 20) -> None:
+        """One line per file a folder held that is not processed (the first ``limit``, then a count)."""
+        for path in paths[:limit]:
+            self.say(f"skipped {path}: {why}")
+        if len(paths) > limit:
+            self.say(f"skipped {len(paths) - limit} more ({why})")
+
     def say(self, line: str) -> None:
         tqdm.write(line, file=self.log)
 
@@ -102,6 +109,8 @@ class Runner:
         discovery = discover_inputs(args, exclude=[self.out_dir])
         for error in discovery.errors:
             self._fail(manifest, error.path, None, str(error))
+        self._name_skipped(discovery.ignored, "not an image or video type")
+        self._name_skipped(discovery.hidden, "hidden, not entered")
         try:
             pairs = assign_outputs(discovery.items, self.out_dir)
         except OutputError as exc:

@@ -142,6 +142,8 @@ def mixed_folder(tmp_path, sample_images) -> Path:
     (folder / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
     (folder / "notes.png").write_text("not an image at all")
     (folder / "empty.jpg").write_bytes(b"")
+    (folder / "readme.txt").write_text("not an input type")
+    Image.fromarray(images[1]).save(folder / ".hidden.png")
     return folder
 
 
@@ -156,6 +158,9 @@ def test_folder_of_good_and_broken_files(mixed_folder, tmp_path, capsys):
     assert len(errors) == 3
     for name in ("truncated.jpg", "notes.png", "empty.jpg"):
         assert sum(name in line for line in errors) == 1
+    skipped = [line for line in captured.err.splitlines() if line.startswith("skipped ")]
+    assert sorted(skipped) == [f"skipped {mixed_folder / '.hidden.png'}: hidden, not entered",
+                               f"skipped {mixed_folder / 'readme.txt'}: not an image or video type"]
     for name, source in (("astronaut.jpg", "astronaut.jpg"), ("nested/street.png", "nested/street.png")):
         output = out / name
         assert Image.open(output).size == Image.open(mixed_folder / source).size

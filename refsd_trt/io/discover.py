@@ -45,16 +45,19 @@ class Discovery:
     items: list[InputItem] = field(default_factory=list)
     errors: list[InputError] = field(default_factory=list)  # one per argument that gave nothing
     ignored: list[Path] = field(default_factory=list)  # files in folders with other suffixes
+    hidden: list[Path] = field(default_factory=list)  # hidden files and folders not entered
 
 
 def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _walk(folder: Path, recursive: bool, excluded: list[Path]) -> list[Path]:
+def _walk(folder: Path, recursive: bool, excluded: list[Path], hidden: list[Path]) -> list[Path]:
     files: list[Path] = []
     for directory, dirs, names in os.walk(folder):
         here = Path(directory)
+        hidden += sorted(here / d for d in dirs if recursive and _is_hidden(d))
+        hidden += sorted(here / n for n in names if _is_hidden(n))
         dirs[:] = sorted(
             d for d in dirs if recursive and not _is_hidden(d) and (here / d).resolve() not in excluded
         )
@@ -69,12 +72,12 @@ def _glob_root(pattern: str) -> Path:
 
 
 def _expand(
-    arg: str, recursive: bool, excluded: list[Path]
+    arg: str, recursive: bool, excluded: list[Path], hidden: list[Path]
 ) -> tuple[list[tuple[Path, Path]], InputError | None]:
     """(file, root) pairs for one argument, or the error that argument gets."""
     path = Path(arg)
     if path.is_dir():
-        return [(f, path) for f in _walk(path, recursive, excluded)], None
+        return [(f, path) for f in _walk(path, recursive, excluded, hidden)], None
     if path.is_file():
         if media_kind(path) is None:
             return [], InputError(path, InputErrorKind.UNSUPPORTED, f"unsupported file type '{path.suffix}'")
@@ -85,7 +88,7 @@ def _expand(
         for match in sorted(glob.glob(arg, recursive=True)):
             found = Path(match)
             if found.is_dir():
-                pairs += [(f, root) for f in _walk(found, recursive, excluded)]
+                pairs += [(f, root) for f in _walk(found, recursive, excluded, hidden)]
             elif found.is_file():
                 pairs.append((found, root))
         if pairs:
@@ -104,7 +107,7 @@ def discover_inputs(
     result = Discovery()
     seen: set[Path] = set()
     for arg in args:
-        pairs, error = _expand(arg, recursive, excluded)
+        pairs, error = _expand(arg, recursive, excluded, result.hidden)
         if error is not None:
             result.errors.append(error)
         for file, root in pairs:
