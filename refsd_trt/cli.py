@@ -45,7 +45,7 @@ def _run_config(args: argparse.Namespace):
 def _anonymize(args: argparse.Namespace) -> int:
     from refsd_trt.api import Anonymizer
     from refsd_trt.io import ReadLimits
-    from refsd_trt.runner import MANIFEST_NAME, Runner
+    from refsd_trt.runner import MANIFEST_NAME, Runner, SetupError
 
     try:
         config = _run_config(args)
@@ -55,7 +55,11 @@ def _anonymize(args: argparse.Namespace) -> int:
     runner = Runner(lambda: Anonymizer.from_preset(config=config), args.output, config.batch_size,
                     resume=args.resume, limits=ReadLimits(max_pixels=config.max_pixels),
                     progress=not args.quiet)
-    summary = runner.run(args.inputs)
+    try:
+        summary = runner.run(args.inputs)
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(summary.table())
     print(f"outputs and {MANIFEST_NAME}: {Path(args.output).resolve()}")
     if runner.loaded and not runner.anonymizer.preset.anonymizes:

@@ -40,6 +40,15 @@ from refsd_trt.io.image_read import DEFAULT_LIMITS
 MANIFEST_NAME = "manifest.jsonl"
 
 
+class SetupError(RuntimeError):
+    """The anonymizer could not be built (configuration or models): no input can be processed."""
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 @dataclass
 class RunSummary:
     ok: int = 0
@@ -86,9 +95,13 @@ class Runner:
 
     @property
     def anonymizer(self) -> Anonymizer:
-        """Built on first need, so a run with nothing left to do loads no model."""
+        """Built on first need, so a run with nothing left to do loads no model. A build that fails
+        (configuration, missing or broken models) is a ``SetupError``: nothing can run."""
         if self._anonymizer is None:
-            self._anonymizer = self._factory()
+            try:
+                self._anonymizer = self._factory()
+            except Exception as exc:  # whatever breaks here, no input can be processed
+                raise SetupError(one_line(exc)) from exc
         return self._anonymizer
 
     def _name_skipped(self, paths: list[Path], why: str, limit: int = 20) -> None:
@@ -161,6 +174,12 @@ class Runner:
         except DetectionFailed as exc:
             for img, target in loaded:
                 self._fail(manifest, img.path, img.sha256, f"{img.path}: {exc}", target)
+            return
+        except SetupError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- this batch's inputs fail, named; the run goes on
+            for img, target in loaded:
+                self._fail(manifest, img.path, img.sha256, f"{img.path}: {one_line(exc)}", target)
             return
         self.summary.stage_seconds.update(results[0].timings)  # one batch, one set of stage timings
         for (img, target), result in zip(loaded, results):

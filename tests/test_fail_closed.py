@@ -80,3 +80,46 @@ def test_the_inpaint_method_removes_a_person_given_without_a_mask():
     image = _person()
     result = anonymizer([image], detections=[_box_only()])[0]
     assert failsafe.unchanged_fraction(image, result.image, _box_mask()) < 0.05
+
+
+def test_a_preset_that_cannot_start_is_one_line_and_exit_2(tmp_path, capsys):
+    from refsd_trt.cli import main
+
+    photo = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.fromarray(_person()).save(photo)
+    code = main(["anonymize", str(photo), "-o", str(tmp_path / "out"), "--preset", "refsd", "-q"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ModelNotFound: yolov8x-") and "no such weights file" in err[0]
+
+
+class _FailsOnce:
+    """The real anonymizer, except that its first call raises an unexpected error."""
+
+    def __init__(self, real: Anonymizer):
+        self.real, self.calls = real, 0
+        self.config, self.engines = real.config, real.engines
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            raise KeyError("injected bug")
+        return self.real(*args, **kwargs)
+
+
+def test_an_unexpected_error_fails_that_batch_by_name_and_the_run_goes_on(lite, tmp_path):
+    from PIL import Image
+
+    from refsd_trt.runner import Runner
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(_person()).save(folder / name)
+    fake = _FailsOnce(lite)
+    summary = Runner(lambda: fake, tmp_path / "out", batch_size=1, progress=False).run([str(folder)])
+    assert summary.failed == 1 and summary.ok == 1
+    assert summary.errors == [f"{folder / 'a.png'}: KeyError: 'injected bug'"]
+    assert (tmp_path / "out" / "b.png").is_file() and not (tmp_path / "out" / "a.png").exists()
