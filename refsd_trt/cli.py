@@ -54,7 +54,7 @@ def _anonymize(args: argparse.Namespace) -> int:
         return 2
     runner = Runner(lambda: Anonymizer.from_preset(config=config), args.output, config.batch_size,
                     resume=args.resume, limits=ReadLimits(max_pixels=config.max_pixels),
-                    progress=not args.quiet)
+                    progress=not args.quiet, config=config.to_dict())
     try:
         summary = runner.run(args.inputs)
     except SetupError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -83,8 +83,10 @@ def _tensor(result: AnonymizedImage) -> torch.Tensor:
 class Runner:
     def __init__(self, anonymizer_factory: Callable[[], Anonymizer], out_dir: str | Path, batch_size: int,
                  resume: bool = False, limits: ReadLimits = DEFAULT_LIMITS, progress: bool = True,
-                 log: TextIO | None = None):
-        self._factory, self._anonymizer = anonymizer_factory, None
+                 log: TextIO | None = None, config: Mapping[str, Any] | None = None):
+        """``config``: the run's settings (``RunConfig.to_dict()``); with ``resume``, only inputs an
+        earlier run made under the same settings (None: any) are skipped."""
+        self._factory, self._anonymizer, self.config = anonymizer_factory, None, config
         self.out_dir, self.batch_size, self.resume, self.limits = Path(out_dir), batch_size, resume, limits
         self.progress, self.log = progress, log or sys.stderr  # looked up per run: tests swap sys.stderr
         self.summary = RunSummary()
@@ -130,7 +132,7 @@ class Runner:
             self.say(f"error: {exc}")
             self.summary.failed += len(discovery.items)
             return self._finish(start)
-        done = manifest.done_inputs() if self.resume else {}
+        done = manifest.done_inputs(self.config) if self.resume else {}
         todo = []
         for item, target in pairs:
             if str(item.path.resolve()) in done:
@@ -201,6 +203,7 @@ class Runner:
         anonymizer = self.anonymizer
         manifest.append({
             "input": str(Path(path).resolve()), "output": str(target.resolve()), "status": "ok", "input_sha256": sha,
+            "output_sha256": sha256_file(target),
             "method": first.method, "preset": first.preset, "anonymized": first.anonymizes,
             "people": people if len(results) == 1 else None,
             "people_count": len(people), "fallbacks": [p.fallback for p in people if p.fallback],

@@ -31,6 +31,9 @@ def run(tmp_path):
                 "output": str(output),
                 "status": status,
                 "input_sha256": sha256_file(inputs[name]),
+                "output_sha256": sha256_file(output) if status == "ok" else None,
+                "anonymized": True,
+                "config": {"preset": "lite", "seed": 0},
                 "error": None if status == "ok" else f"{inputs[name]}: truncated or corrupt image data",
                 "people": [
                     PersonRecord(box=(1.0, 2.0, 3.0, 4.0), score=np.float32(0.5), coverage=0.1, seed=7)
@@ -63,14 +66,30 @@ def test_changed_input_and_deleted_output_are_not_done(run, tmp_path):
     assert manifest.done_inputs() == {}
 
 
+def test_only_outputs_of_an_anonymizing_run_with_the_same_settings_and_bytes_are_done(run, tmp_path):
+    manifest, inputs = run
+    assert set(manifest.done_inputs({"preset": "lite", "seed": 0, "strength": None})) == {
+        str(inputs["a.jpg"]), str(inputs["b.jpg"])}
+    assert manifest.done_inputs({"preset": "lite", "seed": 1}) == {}  # another effective configuration
+    assert manifest.done_inputs({"preset": "tiny"}) == {}
+    (tmp_path / "out" / "a.jpg").write_bytes(b"edited after the run")  # the output is not what was written
+    tiny = {"input": str(inputs["b.jpg"]), "output": str(tmp_path / "out" / "b.jpg"), "status": "ok",
+            "input_sha256": sha256_file(inputs["b.jpg"]), "output_sha256": sha256_file(tmp_path / "out" / "b.jpg"),
+            "anonymized": False}  # the tiny preset's random models replace nothing
+    manifest.append(tiny)
+    assert manifest.done_inputs() == {}
+
+
 def test_the_latest_line_of_an_input_decides(run, tmp_path):
     manifest, inputs = run
+    (tmp_path / "out" / "c.jpg").write_bytes(b"anonymized")
     retry = {
         "input": str(inputs["c.jpg"]),
         "output": str(tmp_path / "out" / "c.jpg"),
         "input_sha256": sha256_file(inputs["c.jpg"]),
+        "output_sha256": sha256_file(tmp_path / "out" / "c.jpg"),
+        "anonymized": True,
     }
-    (tmp_path / "out" / "c.jpg").write_bytes(b"anonymized")
     manifest.append({**retry, "status": "ok"})
     assert str(inputs["c.jpg"]) in manifest.done_inputs()
     manifest.append({**retry, "status": "failed"})

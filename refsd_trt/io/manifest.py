@@ -119,23 +119,32 @@ class Manifest:
                 )
         return records
 
-    def done_inputs(self) -> dict[str, dict[str, Any]]:
+    def done_inputs(self, config: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
         """Inputs ``--resume`` may skip, mapped to their record.
 
-        An input is done when its latest record has status ``ok``, its output file still exists and
-        the input's current sha256 equals the recorded one (a changed input is redone).
+        An input is done when its latest record has status ``ok`` from a run that anonymizes (not
+        the tiny preset's random models), its output file is still the one that run wrote (same
+        sha256), the input's current sha256 equals the recorded one, and, when ``config`` is given,
+        the run's effective configuration agrees with every setting ``config`` fixes (None: any).
+        Anything else is redone.
         """
+        wanted = {k: v for k, v in json.loads(json.dumps(dict(config or {}), default=str)).items()
+                  if v is not None}
         latest: dict[str, dict[str, Any]] = {}
         for record in self.records():
             latest[record["input"]] = record
         done: dict[str, dict[str, Any]] = {}
         for input_path, record in latest.items():
-            if record["status"] != "ok" or not record["output"] or not Path(record["output"]).is_file():
+            if record["status"] != "ok" or record.get("anonymized") is not True or not record["output"]:
+                continue
+            recorded = record.get("config") or {}
+            if any(recorded.get(key) != value for key, value in wanted.items()):
                 continue
             try:
                 unchanged = sha256_file(input_path) == record["input_sha256"]
+                untouched = sha256_file(record["output"]) == record.get("output_sha256")
             except OSError:
                 continue
-            if unchanged:
+            if unchanged and untouched:
                 done[input_path] = record
         return done
