@@ -27,6 +27,7 @@ from refsd_trt.attributes import DEFAULT_TEMPLATE, PersonPrompt, person_prompt
 from refsd_trt.config import RunConfig
 from refsd_trt.detection import PersonDetector
 from refsd_trt.detection.masks import box_masks
+from refsd_trt.io.errors import one_line
 from refsd_trt.presets import PRESETS, Preset, choose_default
 from refsd_trt.stages import Method, StageTimer
 from refsd_trt.types import PersonDetections, PersonRecord
@@ -153,7 +154,7 @@ class Anonymizer:
             try:
                 outputs = self.method(tensors, detections, prompts, timer)
             except Exception as exc:  # noqa: BLE001 -- any stage failure: every person of the batch is filled
-                failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+                failure = one_line(exc)
                 log.warning("%s method failed for a batch of %d image(s): %s", self.method.name, len(tensors), failure)
         else:
             outputs = [t.float() / 255 for t in tensors]

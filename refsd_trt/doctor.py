@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 
+from refsd_trt.io.errors import one_line
 from refsd_trt.presets import PRESETS, missing_requirements
 
 PACKAGES = (
@@ -45,7 +46,7 @@ def _probe_import(module: str, detail) -> Backend:
         mod = importlib.import_module(module)
         return Backend(module, True, detail(mod))
     except Exception as exc:  # ImportError, or a driver error raised at import/first call
-        return Backend(module, False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip())
+        return Backend(module, False, one_line(exc))
 
 
 def _cuda_devices(torch) -> str:

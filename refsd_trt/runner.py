@@ -35,6 +35,7 @@ from refsd_trt.io import (
     sha256_file,
     write_image,
 )
+from refsd_trt.io.errors import one_line
 from refsd_trt.io.image_read import DEFAULT_LIMITS
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -42,11 +43,6 @@ MANIFEST_NAME = "manifest.jsonl"
 
 class SetupError(RuntimeError):
     """The anonymizer could not be built (configuration or models): no input can be processed."""
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 @dataclass

@@ -28,6 +28,7 @@ from refsd_trt.eval.people import People, PersonKept, PoseEvaluator, match_peopl
 from refsd_trt.eval.retrieval import retrieval
 from refsd_trt.failsafe import dilated
 from refsd_trt.io import InputError, discover_inputs, read_image
+from refsd_trt.io.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,7 @@ def score_method(method: Method, subjects: Sequence[Subject], judges: Judges, ou
     try:
         produced = method.produce([s.pixels for s in subjects], [s.shared for s in subjects])
     except Exception as exc:  # noqa: BLE001 -- one method failing must not end the comparison
-        produced = [f"{method.name} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                    ] * len(subjects)
+        produced = [f"{method.name} failed: {one_line(exc)}"] * len(subjects)
     scores.seconds = time.perf_counter() - start
     for i, (subject, output) in enumerate(zip(subjects, produced)):
         if isinstance(output, str):

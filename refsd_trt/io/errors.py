@@ -6,6 +6,12 @@ from enum import Enum
 from pathlib import Path
 
 
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (no traceback): how every failure is reported."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".strip()
+
+
 class InputErrorKind(str, Enum):
     """Why an input was refused; the manifest and the CLI summary group failures by this."""
 
