@@ -26,7 +26,7 @@ from refsd_trt import failsafe
 from refsd_trt.attributes import DEFAULT_TEMPLATE, PersonPrompt, person_prompt
 from refsd_trt.config import RunConfig
 from refsd_trt.detection import PersonDetector
-from refsd_trt.detection.masks import box_masks
+from refsd_trt.detection.masks import removal_masks
 from refsd_trt.io.errors import one_line
 from refsd_trt.presets import PRESETS, Preset, choose_default
 from refsd_trt.stages import Method, StageTimer
@@ -79,14 +79,7 @@ def covering(detections: PersonDetections, index: int = 0) -> PersonDetections:
     box ∪ mask (the methods paint and check masks only). Non-finite boxes or scores are refused."""
     if not (torch.isfinite(detections.boxes).all() and torch.isfinite(detections.scores).all()):
         raise ValueError(f"detections for image {index}: non-finite boxes or scores")
-    if not len(detections):
-        return detections
-    boxes = box_masks(detections.boxes, *detections.masks.shape[-2:])
-    if detections.mask_source != "segmentation":
-        masks = detections.masks | boxes
-    else:
-        masks = torch.where(detections.masks.flatten(1).any(1)[:, None, None], detections.masks, boxes)
-    return dataclasses.replace(detections, masks=masks)
+    return dataclasses.replace(detections, masks=removal_masks(detections))
 
 
 def pixel_key(image: torch.Tensor) -> str:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from refsd_trt.detection.letterbox import Placement
+from refsd_trt.types import PersonDetections
 
 # Float elements of upsampled logits processed at once: bounds the transient memory when an
 # image has many people (a 4K frame is 8.3 M pixels per person).
@@ -34,6 +35,17 @@ def box_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     inside_x = (cols >= x1) & (cols < x2)  # (n, width)
     inside_y = (rows >= y1) & (rows < y2)  # (n, height)
     return inside_y[:, :, None] & inside_x[:, None, :]
+
+
+def removal_masks(detections: PersonDetections) -> torch.Tensor:
+    """(n, H, W) bool: what removing each person must cover. Masks not made by a segmentation model
+    (GrabCut guesses, box-only detectors) miss ears, hair and hands often enough that the box goes
+    with them; an empty segmentation mask is its box."""
+    masks = detections.masks
+    boxes = box_masks(detections.boxes, *masks.shape[-2:])
+    if detections.mask_source != "segmentation":
+        return masks | boxes
+    return torch.where(masks.flatten(1).any(1)[:, None, None], masks, boxes)
 
 
 def prototype_masks(protos: torch.Tensor, coefficients: torch.Tensor, boxes: torch.Tensor,

@@ -27,7 +27,7 @@ class Shared:
     """The people every method anonymizes in one original (from the shared detector)."""
 
     detections: object  # refsd_trt.types.PersonDetections on the CPU (boxes, scores, masks)
-    masks: np.ndarray  # (n, H, W) bool: what the baselines remove (see run.removal_masks), dilated
+    masks: np.ndarray  # (n, H, W) bool: what the baselines remove (see run.dilated_removal_masks)
     boxes: np.ndarray  # (n, 4) float32 xyxy
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from refsd_trt.detection.masks import box_masks
+from refsd_trt.detection.masks import removal_masks
 from refsd_trt.eval.appearance import AppearanceEmbedder, person_crop
 from refsd_trt.eval.background import BackgroundScore, background_score, mean_ssim, outside, pooled_psnr
 from refsd_trt.eval.faces import Face, FaceIdentity, FaceMatch, match_faces
@@ -144,15 +144,11 @@ def person_faces(faces: Sequence[Face], people: People, min_conf: float = 0.5) -
                                  & (heads[:, 1] >= f.box[1]) & (heads[:, 1] < f.box[3])).any()]
 
 
-def removal_masks(detections, dilate_px: int) -> np.ndarray:
-    """(n, H, W) bool: what the baselines remove of each person, dilated. Masks refined from boxes
-    (GrabCut) miss ears, hair and faces often enough that, like the lite method, the whole box is
-    removed with them; segmentation masks are used as they are."""
-    masks = detections.masks
-    if detections.mask_source != "segmentation":
-        masks = masks | box_masks(detections.boxes, *masks.shape[1:])
-    return np.stack([dilated(m, dilate_px) for m in masks.numpy()]) if len(detections) \
-        else np.zeros((0, *masks.shape[1:]), dtype=bool)
+def dilated_removal_masks(detections, dilate_px: int) -> np.ndarray:
+    """(n, H, W) bool: what the baselines remove of each person (``removal_masks``, as the lite
+    method removes), dilated."""
+    masks = removal_masks(detections).numpy()
+    return np.stack([dilated(m, dilate_px) for m in masks]) if len(masks) else masks
 
 
 def find_subjects(originals: Sequence[tuple[str, Path, np.ndarray]], judges: Judges, detector, dilate_px: int,
@@ -161,7 +157,7 @@ def find_subjects(originals: Sequence[tuple[str, Path, np.ndarray]], judges: Jud
     subjects = []
     for name, path, pixels in originals:
         (detections,) = detector.detect([torch.from_numpy(pixels).permute(2, 0, 1).contiguous()])
-        masks = removal_masks(detections, dilate_px)
+        masks = dilated_removal_masks(detections, dilate_px)
         shared = Shared(detections, masks, detections.boxes.numpy().astype(np.float32))
         people = judges.pose([pixels])[0]
         crops = [person_crop(pixels, box) for box in people.boxes]

@@ -21,7 +21,7 @@ import torch
 
 from refsd_trt import failsafe
 from refsd_trt.attributes import PersonPrompt
-from refsd_trt.detection.masks import box_masks
+from refsd_trt.detection.masks import removal_masks
 from refsd_trt.kernels import gaussian_blur, to_float, to_uint8
 from refsd_trt.pipelines.avatars import Avatars
 from refsd_trt.pipelines.crops import merge_crops, square_crops
@@ -54,12 +54,9 @@ class LiteMethod(CropMethod):
         """Fill every person's dilated region of one (3, H, W) [-1, 1] canvas from the scene, in place."""
         pixels = to_uint8(canvas).permute(1, 2, 0).cpu().numpy()
         height, width = pixels.shape[:2]
-        regions = detections.masks
-        if detections.mask_source != "segmentation":
-            regions = regions | box_masks(detections.boxes, height, width)
         heights = (detections.boxes[:, 3] - detections.boxes[:, 1]).tolist()
         holes = np.zeros((height, width), dtype=bool)
-        for region, tall in zip(regions.cpu().numpy(), heights):
+        for region, tall in zip(removal_masks(detections).cpu().numpy(), heights):
             holes |= failsafe.dilated(region, max(self.settings.dilate_px, round(self.settings.mask_margin * tall)))
         cleaned = fill_scene(pixels, holes)
         canvas.copy_(to_float(torch.from_numpy(cleaned).permute(2, 0, 1).to(canvas.device)))
