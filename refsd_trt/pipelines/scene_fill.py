@@ -55,10 +55,11 @@ def _patched(image: np.ndarray, holes: np.ndarray, component: np.ndarray,
     return source, component & ~todo, best
 
 
-def _reflected_texture(image: np.ndarray, holes: np.ndarray, component: np.ndarray) -> np.ndarray:
-    """Smooth low-resolution inpaint plus the high frequencies of the border band reflected across
-    the hole's edge (the pixel at distance d inside takes the detail at distance d outside)."""
-    smooth = failsafe.inpaint_fill(image, holes)  # every hole: no person is a known pixel
+def _reflected_texture(image: np.ndarray, holes: np.ndarray, component: np.ndarray,
+                       smooth: np.ndarray) -> np.ndarray:
+    """``smooth`` (the low-resolution inpaint of every hole) plus the high frequencies of the border
+    band reflected across the hole's edge (the pixel at distance d inside takes the detail at
+    distance d outside)."""
     detail = image.astype(np.float32) - cv2.GaussianBlur(image, (0, 0), 3).astype(np.float32)
     _, labels = cv2.distanceTransformWithLabels(component.astype(np.uint8), cv2.DIST_L2, 5,
                                                 labelType=cv2.DIST_LABEL_PIXEL)
@@ -88,6 +89,9 @@ def fill_scene(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
     if not holes.any():
         return image.copy()
     count, labels, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=8)
+    # Every hole inpainted at once from outside all holes, so no person is a known pixel: the base
+    # of the reflected texture, and (below) the blend's destination inside the holes.
+    smooth = failsafe.inpaint_fill(image, holes)
     base = image.copy()
     regions = []
     for label in range(1, count):
@@ -96,14 +100,13 @@ def fill_scene(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
         source, found, shift = _patched(image, holes, component, (x, y, x + w, y + h))
         rest = component & ~found
         if rest.any():
-            source[rest] = _reflected_texture(image, holes, rest)[rest]
+            source[rest] = _reflected_texture(image, holes, rest, smooth)[rest]
         base[component] = source[component]
         regions.append((component, (x + w // 2, y + h // 2), shift))
     out = base.copy()
     padded = _pad(base)
     # seamlessClone reads the destination inside its mask too, and a step there survives the blend:
-    # the destination's holes hold a smooth inpaint (from outside every hole), the guide the copies.
-    smooth = failsafe.inpaint_fill(image, holes)
+    # the destination's holes hold the smooth inpaint, the guide the copies.
     for component, (cx, cy), (dy, dx) in regions:
         # The guide is the shifted scene itself, so gradients across the hole's edge are the
         # scene's own and the blend carries the border colours smoothly inwards.
