@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(anonymize)
     anonymize.set_defaults(func=_anonymize)
 
-    demo = sub.add_parser("demo", help="anonymize the bundled sample photos and write a before/after sheet")
+    demo = sub.add_parser("demo", help="anonymize the bundled sample photos and write a sheet of inputs, masks and keypoints, outputs")
     demo.add_argument("-o", "--output", default="demo-out", help="output folder (default: demo-out)")
     demo.add_argument("--preset", default="lite", help="preset to run (default: lite, the offline CPU default)")
     demo.set_defaults(func=_demo)

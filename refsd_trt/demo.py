@@ -45,6 +45,6 @@ def run_demo(out_dir: Path, preset: str = "lite") -> int:
         rows.append([(f"{name}: input", original), (f"{len(found)} people: masks, keypoints", draw_detections(
             original, found)), (f"{preset}: {people} people replaced", _pixels(record["output"]))])
     sheet = save_contact_sheet(rows, out_dir / SHEET_NAME, height=320)
-    print(f"anonymized images, {MANIFEST_NAME} and the before/after sheet are in {out_dir.resolve()}")
+    print(f"anonymized images, {MANIFEST_NAME} and the contact sheet (input, masks and keypoints, output) are in {out_dir.resolve()}")
     print(f"contact sheet: {sheet.resolve()}")
     return summary.exit_code
