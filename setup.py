@@ -24,5 +24,5 @@ for name, folder in MAPPED.items():
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"refsd_trt.kernels": ["cuda/*.cu"], "refsd_trt": ["py.typed", "presets/*.toml"]},
+    package_data={"refsd_trt.kernels": ["cuda/*.cu"], "refsd_trt": ["py.typed", "presets/*.toml", "models/real_configs/*/*.json", "models/real_configs/*/*/*.json"]},
 )

@@ -59,7 +59,7 @@ class BaselineSide:
         self.yolo = yolo_class()(str(model_path(preset, "detector")))
         # refsd-trt's refsd method also runs the pose model on every image (keypoints pose the avatars).
         self.pose = yolo_class()(str(model_path(preset, "pose"))) if isinstance(settings, RefsdSettings) else None
-        vae = loaders.load_vae(model_path(preset, "vae"), torch_dtype=self.dtype) if "vae" in preset.models else None
+        vae = loaders.load_vae(model_path(preset, "vae"), dtype=self.dtype) if "vae" in preset.models else None
 
         def pipeline(cls_name: str, role: str):
             extra = {"vae": vae} if vae is not None and "XL" in cls_name else {}

@@ -52,8 +52,9 @@ class BenchSettings:
     flops: bool = True
 
     def run_config(self, method: str) -> RunConfig:
-        return RunConfig(preset=self.preset, method=method, steps=self.steps, batch_size=self.batch_size,
-                         crop_batch_size=self.crop_batch_size,
+        # ``steps`` is every diffusion stage's: refsd's removal runs as many as its refinement.
+        return RunConfig(preset=self.preset, method=method, steps=self.steps, removal_steps=self.steps,
+                         batch_size=self.batch_size, crop_batch_size=self.crop_batch_size,
                          seed=self.seed, device=self.device, backend=self.backend)
 
 

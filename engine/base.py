@@ -10,7 +10,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 import torch
-from refsd_trt.export.specs import ModelSpec
+
+from refsd_trt.modelspec import ModelSpec
 
 
 class Engine(ABC):

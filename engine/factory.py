@@ -74,8 +74,11 @@ def load_engine(source: str | Path, component: str | None = None, backend: str =
         raise ValueError(f"backend must be one of {', '.join((*BACKENDS, 'auto'))}, got {backend!r}")
     if backend == "auto":
         recorded = RecordedTimings.locate(ref, component, device, precision, axes, root, progress)
-        backend = _choose_backend(recorded, ref, device, precision, profile, root, progress)
-        engine = _build(backend, ref, component, device, precision, root, progress, profile, **engine_options)
+        backend, timed = _choose_backend(recorded, ref, device, precision, profile, root, progress)
+        if timed is not None and engine_options:  # built without the options asked for here
+            timed.close()
+            timed = None
+        engine = timed or _build(backend, ref, component, device, precision, root, progress, profile, **engine_options)
         return _micro_batched(engine, recorded, progress)
     return _build(backend, ref, component, device, precision, root, progress, profile, **engine_options)
 
@@ -97,10 +100,13 @@ def _build(backend: str, ref: Path, component: str, device: torch.device, precis
     if backend == "torch":
         from refsd_trt.engine.torch_backend import TorchEngine
 
+        if sources.component(component).copyleft:
+            raise ValueError(f"the torch backend would run {sources.component(component).copyleft} code in this "
+                             f"process; {component} runs from its ONNX export (onnxruntime or tensorrt)")
         loaded = sources.load(ref, component)
         return TorchEngine(loaded.spec, loaded.model, device, precision)
     artifact = export(ref, component, FORMATS[backend, precision], root=root, progress=progress,
-                      axes=dict(profile or {}))
+                      axes=dict(profile or {}), isolate=True)
     spec = sources.spec_of(component, artifact.manifest["config"])
     if backend == "onnxruntime":
         from refsd_trt.engine.onnxruntime_backend import OrtEngine
@@ -118,7 +124,10 @@ def choose_backend(ref: Path, component: str, device: torch.device, precision: s
     """The fastest backend for this machine and shape, measured once and recorded in the manifest
     of the ONNX artifact every compiled backend derives from."""
     recorded = RecordedTimings.locate(ref, component, device, precision, axes, root, progress)
-    return _choose_backend(recorded, ref, device, precision, profile, root, progress, remeasure)
+    winner, engine = _choose_backend(recorded, ref, device, precision, profile, root, progress, remeasure)
+    if engine is not None:
+        engine.close()
+    return winner
 
 
 def micro_batched(engine: Engine, ref: Path, component: str, axes: Mapping[str, int] | None, *,
@@ -141,15 +150,16 @@ class RecordedTimings:
     axes: dict[str, int]  # axes left out take the profile's smallest value; asked-for ones stay inside it
     where: str
     shape: str
+    component: str  # the source's component ("text_encoder_2"); spec.name is its kind ("text_encoder")
 
     @classmethod
     def locate(cls, ref: Path, component: str, device: torch.device, precision: str,
                axes: Mapping[str, int] | None, root: Path | None, progress) -> RecordedTimings:
-        artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress)
+        artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress, isolate=True)
         spec = sources.spec_of(component, artifact.manifest["config"])
         axes = {name: min(max(value, spec.axes[name].min), spec.axes[name].max) if name in spec.axes else value
                 for name, value in {**validation_axes(spec), **(axes or {})}.items()}
-        return cls(artifact, spec, axes, timing.device_key(device), timing.shape_key(spec.axis_values(**axes)))
+        return cls(artifact, spec, axes, timing.device_key(device), timing.shape_key(spec.axis_values(**axes)), component)
 
     @property
     def entry(self) -> dict:
@@ -162,16 +172,25 @@ class RecordedTimings:
 
 
 def _choose_backend(recorded: RecordedTimings, ref: Path, device: torch.device, precision: str, profile, root, progress,
-                    remeasure: bool = False) -> str:
-    component, where, shape = recorded.spec.name, recorded.where, recorded.shape
+                    remeasure: bool = False) -> tuple[str, Engine | None]:
+    """The winner, with its engine when it was built here to time it: loading a model again for the
+    run would be its third load (export, timing, run)."""
+    component, where, shape = recorded.component, recorded.where, recorded.shape
     if not remeasure and "winner" in recorded.entry:
-        return recorded.entry["winner"]
-    timings, errors = {}, {}
+        return recorded.entry["winner"], None
+    timings, errors, best = {}, {}, None  # best: (backend, engine), the fastest so far, the only one kept
     for backend in available_backends(device):
+        if backend == "torch" and sources.component(component).copyleft:
+            continue  # its model code stays out of the runtime's process
         try:
             engine = _build(backend, ref, component, device, precision, root, progress, profile)
             timings[backend] = timing.median_ms(engine, recorded.spec.example_inputs(precision, device, **recorded.axes))
-            engine.close()
+            if best is not None and timings[best[0]] <= timings[backend]:
+                engine.close()
+            else:
+                if best is not None:
+                    best[1].close()
+                best = (backend, engine)
         except Exception as exc:  # noqa: BLE001 -- a backend that cannot run this model here does not compete
             errors[backend] = f"{type(exc).__name__}: {exc}"
             log.warning("%s on %s cannot run %s: %s", backend, where, component, exc)
@@ -181,7 +200,7 @@ def _choose_backend(recorded: RecordedTimings, ref: Path, device: torch.device, 
     recorded.save({"timings_ms": timings, "winner": winner, "errors": errors})
     (progress or log.info)(f"{component} {precision} on {where} at {shape}: "
                            + ", ".join(f"{b} {t:.1f} ms" for b, t in timings.items()) + f" -> {winner}")
-    return winner
+    return winner, best[1]
 
 
 def _micro_batched(engine: Engine, recorded: RecordedTimings, progress, remeasure: bool = False) -> Engine:

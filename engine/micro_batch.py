@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 
 from refsd_trt.engine.base import Engine
-from refsd_trt.export.specs import ModelSpec
+from refsd_trt.modelspec import ModelSpec
 
 BATCH_AXIS = "batch"
 

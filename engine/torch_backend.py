@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from refsd_trt.engine.base import Engine
-from refsd_trt.export.specs import ModelSpec
 from torch import nn
+
+from refsd_trt.engine.base import Engine
+from refsd_trt.modelspec import ModelSpec
 
 
 class TorchEngine(Engine):

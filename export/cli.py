@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         "export", help="export model components to ONNX (fp32/fp16) or TensorRT, cached by content",
         description="\n".join(f"  {name:14} {f.description}" for name, f in FORMATS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    export.add_argument("model", type=Path, help="checkpoint: diffusers folder, standalone VAE folder or YOLO .pt")
+    export.add_argument("model", type=Path, help="checkpoint: diffusers folder, standalone VAE folder, Hugging Face id (from the local cache) or YOLO .pt")
     export.add_argument("-c", "--component", action="append", choices=list(COMPONENTS), required=True,
                         help="component to export (repeatable)")
     export.add_argument("-f", "--format", action="append", choices=list(FORMATS),
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         "build", help="pick (or force) a backend for a component on this machine and prepare its engine",
         description="With --backend auto, times every backend available here at --shape and records "
                     "the winner in the ONNX artifact's manifest; load_engine(..., backend='auto') reads it.")
-    build.add_argument("model", type=Path, help="checkpoint, or an artifact folder written by export")
+    build.add_argument("model", type=Path, help="checkpoint (as for export), or an artifact folder written by export")
     build.add_argument("-c", "--component", action="append", choices=list(COMPONENTS),
                        help="component (repeatable; not needed for an artifact folder)")
     build.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"])

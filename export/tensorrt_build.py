@@ -3,18 +3,20 @@
 GPU machines only; ``tensorrt`` is imported inside the functions, so this module imports on any
 machine. Networks are strongly typed (each tensor's precision comes from the ONNX file, which is
 TensorRT 11's only mode), the optimization profile comes from the spec, tactic timings persist in
-a timing cache shared by all builds on this GPU, and engines are built refittable so new weights
-(a fine-tuned checkpoint of the same architecture) go in without a rebuild.
+a timing cache shared by all builds on this GPU. Engines are built refittable only when asked
+(``refittable=True``: new weights of the same architecture go in without a rebuild, at the cost of
+the optimizations that fold weights into kernels). One TensorRT logger serves every builder,
+refitter and runtime of the process.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 from refsd_trt.export.artifacts import write_atomic
-
 from refsd_trt.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,10 @@ def timing_cache_path(trt_version: str, gpu: str) -> Path:
     return cache_dir() / "tensorrt" / f"timing-{trt_version}-{safe}.cache"
 
 
-def _logger(trt):
+@functools.cache
+def logger():
+    """The process's one TensorRT logger (every Builder, Runtime and Refitter takes it)."""
+    trt = import_tensorrt()
     return trt.Logger(trt.Logger.WARNING)
 
 
@@ -62,14 +67,13 @@ def _strongly_typed_flags(trt) -> int:
 
 
 def build(onnx_path: Path, profile: Profile, plan_path: Path, workspace_gib: float | None = None,
-          refit: bool = True) -> dict:
+          refit: bool = False) -> dict:
     """Parse ``onnx_path``, build a serialized engine for ``profile`` into ``plan_path``; returns
     build facts for the manifest."""
     trt = import_tensorrt()
-    logger = _logger(trt)
-    builder = trt.Builder(logger)
+    builder = trt.Builder(logger())
     network = builder.create_network(_strongly_typed_flags(trt))
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, logger())
     if not parser.parse_from_file(str(onnx_path)):  # resolves external weights beside the file
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
@@ -102,9 +106,10 @@ def refit(engine, onnx_path: Path) -> None:
     """Swap the weights of a deserialized refittable engine for those in ``onnx_path`` (same
     architecture, same export settings), in place and without a rebuild."""
     trt = import_tensorrt()
-    logger = _logger(trt)
-    refitter = trt.Refitter(engine, logger)
-    parser = trt.OnnxParserRefitter(refitter, logger)
+    if not engine.refittable:
+        raise RuntimeError(f"refit from {onnx_path}: the engine was not built refittable")
+    refitter = trt.Refitter(engine, logger())
+    parser = trt.OnnxParserRefitter(refitter, logger())
     if not parser.refit_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"refit from {onnx_path} failed: {errors}")

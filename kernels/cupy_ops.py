@@ -34,6 +34,18 @@ def _kernel(source: str, name: str) -> cupy.RawKernel:
     return _module(source).get_function(name)
 
 
+# Every kernel of every source, by source file.
+KERNELS = {"convert.cu": ("u8_to_float", "float_to_u8"), "paste.cu": ("paste_blend",)}
+
+
+def compile_all() -> None:
+    """Compile and load every kernel on the current device now (NVRTC), so a toolkit or driver that
+    cannot build them is found once, before any op relies on them (``dispatch`` then keeps torch)."""
+    for source, names in KERNELS.items():
+        for name in names:
+            _kernel(source, name)
+
+
 @contextlib.contextmanager
 def _torch_stream(t: torch.Tensor) -> Iterator[None]:
     with (

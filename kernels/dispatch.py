@@ -1,14 +1,15 @@
 """The one place that decides whether an op runs as a fused CuPy kernel or as plain torch code.
 
 Public ops are torch functions decorated with :func:`fusable`. When their first argument is a CUDA
-tensor and CuPy can reach a device, the decorator calls the same-named function of
-:mod:`.cupy_ops` instead; everything else (CPU tensors, no CuPy, ``REFSD_TRT_KERNELS=torch``) runs the
+tensor and CuPy can reach a device and compile every kernel (checked once), the decorator calls
+the same-named function of :mod:`.cupy_ops` instead; everything else (CPU tensors, no CuPy, ``REFSD_TRT_KERNELS=torch``) runs the
 torch body. Both paths take and return torch tensors, so callers never learn which one ran.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from types import ModuleType
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 #: Set to ``torch`` to keep every op on the torch path (debugging, A/B timing).
 BACKEND_ENV = "REFSD_TRT_KERNELS"
@@ -37,6 +39,12 @@ def _cupy_ops() -> ModuleType | None:
         return None
     from . import cupy_ops
 
+    try:
+        cupy_ops.compile_all()
+    except Exception as exc:  # noqa: BLE001 -- NVRTC, a missing CUDA header, a driver too old for the PTX
+        log.warning("CuPy kernels do not compile here, every op runs its torch code: %s: %s",
+                    type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        return None
     return cupy_ops
 
 

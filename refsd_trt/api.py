@@ -8,7 +8,10 @@
 Engines are built in ``from_preset`` and reused by every call, so a server keeps one
 ``Anonymizer`` and calls it from its request loop (one call at a time per instance).
 Privacy fails closed: whatever a stage does, every detected person leaves either replaced by the
-method or filled by ``failsafe``; only a failed detection yields no image (``DetectionFailed``).
+method or filled by ``failsafe``; a person whose face the identity gate (``identity_gate``) still
+matches to the original is filled too. Only a failed detection yields no image (``DetectionFailed``).
+With ``stage_timeout_s``, a stage past its limit fails its batch closed at once; while it still runs,
+the next call raises ``StageHung``.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from refsd_trt.attributes import DEFAULT_TEMPLATE, PersonPrompt, person_prompt
 from refsd_trt.config import RunConfig
 from refsd_trt.detection import PersonDetector
 from refsd_trt.detection.masks import removal_masks
-from refsd_trt.io.errors import one_line
+from refsd_trt.identity_gate import IdentityCheck, IdentityGate
+from refsd_trt.io.errors import one_line, with_causes
 from refsd_trt.presets import PRESETS, Preset, choose_default
-from refsd_trt.stages import Method, StageTimer
+from refsd_trt.stages import Method, StageHung, StageTimer, Watchdog
 from refsd_trt.types import PersonDetections, PersonRecord
 
 log = logging.getLogger(__name__)
@@ -87,9 +91,23 @@ def pixel_key(image: torch.Tensor) -> str:
     return hashlib.sha256(image.cpu().numpy().tobytes()).hexdigest()
 
 
+def build_gate(mode: str) -> tuple[IdentityGate | None, str]:
+    """The identity gate for ``verify_identity`` (auto | on | off), or None and why it is off.
+    ``on`` without the face models is a configuration error; ``auto`` runs it wherever they are."""
+    if mode == "off":
+        return None, "identity verification off (verify_identity = off)"
+    gate, missing = IdentityGate.available()
+    if gate is None and mode == "on":
+        raise ValueError(f"verify_identity = on, but {missing}")
+    return gate, f"identity verification unavailable: {missing}" if gate is None else ""
+
+
 class Anonymizer:
-    def __init__(self, preset: Preset, config: RunConfig, detector: PersonDetector, method: Method):
+    def __init__(self, preset: Preset, config: RunConfig, detector: PersonDetector, method: Method,
+                 gate: IdentityGate | None = None, gate_off_why: str = "identity verification off"):
         self.preset, self.config, self.detector, self.method = preset, config, detector, method
+        self.gate, self.gate_off_why = gate, gate_off_why
+        self.watchdog = Watchdog()  # with stage_timeout_s, a stage past it fails its batch closed, never blocks
         self.device = method.device
         self.template = config.prompt or DEFAULT_TEMPLATE
         self.profile_stages = False  # benchmarks set this: synchronise the device at stage boundaries
@@ -109,49 +127,82 @@ class Anonymizer:
             if key not in PRESETS:
                 raise ValueError(f"unknown preset {key!r}; known: {', '.join(PRESETS)}")
             preset = PRESETS[key]
-        config = config.merged({"preset": preset.name})
+        config = config.resolved(preset)  # effective: what builds the method and what the manifest records
         device = resolve_device(config.device)
         if preset.method == "lite" and device.type != "cpu":
             log.info("the lite preset runs on the CPU by design (classical inpainting, GrabCut); ignoring %s", device)
             device = torch.device("cpu")
-        return cls(preset, config, build_detector(preset, config, device), build_method(preset, config, device))
+        gate, why = build_gate(config.verify_identity)
+        if gate is None:
+            log.info("%s", why)
+        return cls(preset, config, build_detector(preset, config, device), build_method(preset, config, device),
+                   gate, why)
 
     @property
     def engines(self) -> dict:
         return {**getattr(self.detector, "engines", {}), **self.method.engines}
 
-    def prompts_for(self, keys: Sequence[str], detections: Sequence[PersonDetections]) -> list[list[PersonPrompt]]:
+    def prompts_for(self, keys: Sequence[str], detections: Sequence[PersonDetections],
+                    person_keys: Sequence[Sequence[str]] | None = None) -> list[list[PersonPrompt]]:
+        """One prompt (attributes, seed) per person, keyed by (run seed, image key, person key): the
+        person's index in the image by default, or ``person_keys`` (e.g. a video's track ids, so a
+        tracked person keeps one seed, look and avatar shape in every frame)."""
         c = self.config
-        return [[person_prompt(c.seed, key, j, c.attributes, self.template) for j in range(len(det))]
-                for key, det in zip(keys, detections)]
+        if person_keys is None:
+            person_keys = [list(range(len(det))) for det in detections]
+        for i, (det, pk) in enumerate(zip(detections, person_keys, strict=True)):
+            if len(pk) != len(det):
+                raise ValueError(f"image {i}: {len(pk)} person keys for {len(det)} people")
+        return [[person_prompt(c.seed, key, pk[j], c.attributes, self.template) for j in range(len(det))]
+                for key, det, pk in zip(keys, detections, person_keys)]
+
+    def detect(self, images: Sequence[np.ndarray | torch.Tensor]) -> tuple[list[PersonDetections], float]:
+        """The built-in detector alone (e.g. to track people before anonymizing them): one record per
+        image, and the seconds it took. Raises ``DetectionFailed`` as a call does."""
+        tensors = [_as_tensor(image, self.device) for image in images]
+        timer = StageTimer(self.device, sync=self.profile_stages, limit_s=self.config.stage_timeout_s)
+        return self._detect(tensors, timer), timer.seconds.get("detect", 0.0)
+
+    def _detect(self, tensors: list[torch.Tensor], timer: StageTimer) -> list[PersonDetections]:
+        try:
+            with timer("detect"):
+                return self.watchdog.run(lambda: self.detector.detect(tensors), timer)
+        except StageHung:
+            raise
+        except Exception as exc:
+            raise DetectionFailed(f"person detection failed: {type(exc).__name__}: {exc}") from exc
 
     def __call__(self, images: Sequence[np.ndarray | torch.Tensor], detections: Sequence[PersonDetections] | None = None,
-                 image_keys: Sequence[str] | None = None) -> list[AnonymizedImage]:
+                 image_keys: Sequence[str] | None = None,
+                 person_keys: Sequence[Sequence[str]] | None = None) -> list[AnonymizedImage]:
         """Anonymize a batch. ``detections`` (one record per image, e.g. from your own detector)
-        skips the built-in detector; ``image_keys`` (e.g. file hashes) seed the per-person prompts."""
+        skips the built-in detector; ``image_keys`` (e.g. file hashes) seed the per-person prompts;
+        ``person_keys`` (one key per person of each image, with ``detections``) replace the person's
+        index in that seed, e.g. a track id."""
         tensors = [_as_tensor(image, self.device) for image in images]
         keys = list(image_keys) if image_keys is not None else [pixel_key(t) for t in tensors]
         timer = StageTimer(self.device, sync=self.profile_stages, limit_s=self.config.stage_timeout_s)
         if detections is None:
-            try:
-                with timer("detect"):
-                    detections = self.detector.detect(tensors)
-            except Exception as exc:
-                raise DetectionFailed(f"person detection failed: {type(exc).__name__}: {exc}") from exc
+            if person_keys is not None:
+                raise ValueError("person_keys name the people of given detections; pass detections too")
+            detections = self._detect(tensors, timer)
         else:
             detections = [covering(d.to(self.device), i) for i, d in enumerate(detections)]
-        prompts = self.prompts_for(keys, detections)
+        prompts = self.prompts_for(keys, detections, person_keys)
         failure = None
         outputs: list[torch.Tensor] | None = None
         if any(len(d) for d in detections):
             try:
-                outputs = self.method(tensors, detections, prompts, timer)
+                outputs = self.watchdog.run(lambda: self.method(tensors, detections, prompts, timer), timer)
+            except StageHung:
+                raise
             except Exception as exc:  # noqa: BLE001 -- any stage failure: every person of the batch is filled
                 failure = one_line(exc)
-                log.warning("%s method failed for a batch of %d image(s): %s", self.method.name, len(tensors), failure)
+                log.warning("%s method failed for a batch of %d image(s): %s", self.method.name, len(tensors),
+                            with_causes(exc))
         else:
             outputs = [t.float() / 255 for t in tensors]
-        return [self._finish(i, tensors[i], detections[i], prompts[i], outputs, failure, timer.seconds)
+        return [self._finish(i, tensors[i], detections[i], prompts[i], outputs, failure, timer)
                 for i in range(len(tensors))]
 
     def _size_notes(self, box: torch.Tensor, filled: bool) -> list[str]:
@@ -163,7 +214,7 @@ class Anonymizer:
                 f"to {self.method.working_size} px"]
 
     def _finish(self, i: int, original: torch.Tensor, det: PersonDetections, prompts: Sequence[PersonPrompt],
-                outputs: list[torch.Tensor] | None, failure: str | None, timings: dict[str, float]) -> AnonymizedImage:
+                outputs: list[torch.Tensor] | None, failure: str | None, timer: StageTimer) -> AnonymizedImage:
         """Bring one image to the host, check every person was replaced, and fill those that were not."""
         source = original.permute(1, 2, 0).cpu().numpy()
         masks = det.masks.cpu().numpy().astype(bool)
@@ -183,6 +234,8 @@ class Anonymizer:
         safe, filled = failsafe.enforce(source, output, masks, self.config.dilate_px, tuple(reasons))
         for j in filled:
             reasons.setdefault(j, "person still mostly unchanged after the method")
+        with timer("verify"):
+            safe, checks = self._verify(source, safe, det, masks, reasons)
         height, width = source.shape[:2]
         low = det.low_confidence.tolist() if det.low_confidence is not None else [False] * len(det)
         notes_per_person = [[f"low-confidence person (score {float(det.scores[j]):.2f}), filled"] if low[j]
@@ -194,9 +247,40 @@ class Anonymizer:
                 coverage=round(float(masks[j].sum()) / (height * width), 6),
                 prompt=prompts[j].prompt, seed=prompts[j].seed, attributes=prompts[j].attributes,
                 fallback=f"filled ({reasons[j]})" if j in reasons else None, notes=notes_per_person[j],
+                identity=checks[j],
             )
             for j in range(len(det))
         ]
         notes = [] if self.preset.anonymizes else ["tiny preset: random models, NOT an anonymization"]
-        return AnonymizedImage(safe, people, dict(timings), self.method.name, self.preset.name,
+        return AnonymizedImage(safe, people, dict(timer.seconds), self.method.name, self.preset.name,
                                self.preset.anonymizes, notes)
+
+    def _verify(self, source: np.ndarray, output: np.ndarray, det: PersonDetections, masks: np.ndarray,
+                reasons: dict[int, str]) -> tuple[np.ndarray, dict[int, dict]]:
+        """Run the identity gate on the people the method replaced; fill those still recognisable
+        (adding their reason to ``reasons``). Returns the image and each person's manifest record.
+        If the gate itself breaks, nobody it should have checked can be vouched for: all are filled."""
+        radius = self.config.dilate_px
+        checks = {j: {"verified": False, "why": "filled before verification"} for j in reasons}
+        todo = [j for j in range(len(det)) if j not in reasons]
+        if not todo:
+            return output, checks
+        if self.gate is None:
+            return output, {**checks, **{j: {"verified": False, "why": self.gate_off_why} for j in todo}}
+        try:
+            null = failsafe.fill_people(source, masks[todo], radius)
+            keypoints = det.keypoints.cpu().numpy() if det.keypoints is not None else None
+            found: dict[int, IdentityCheck] = self.gate.check(source, output, null, det.boxes.cpu().numpy(),
+                                                              keypoints, todo)
+        except Exception as exc:  # noqa: BLE001 -- unverifiable means unsafe: fill them
+            why = f"identity verification failed: {one_line(exc)}"
+            log.warning("%s; filling %d person(s)", why, len(todo))
+            reasons.update(dict.fromkeys(todo, why))
+            return failsafe.fill_people(output, masks[todo], radius), {
+                **checks, **{j: {"verified": False, "why": why} for j in todo}}
+        matched = [j for j in todo if found[j].matched]
+        for j in matched:
+            reasons[j] = f"identity still matched: face distance {found[j].distance:.2f} under {found[j].threshold:.2f}"
+        if matched:
+            output = failsafe.fill_people(output, masks[matched], radius)
+        return output, {**checks, **{j: found[j].to_record() for j in todo}}

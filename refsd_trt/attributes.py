@@ -37,8 +37,9 @@ class PersonPrompt:
     seed: int
 
 
-def person_seed(run_seed: int, image_key: str, index: int) -> int:
-    """A 31-bit seed stable across runs, batches and input order."""
+def person_seed(run_seed: int, image_key: str, index: int | str) -> int:
+    """A 31-bit seed stable across runs, batches and input order. ``index``: the person's index in
+    the image, or another key of theirs (a video's track, ``"track-3"``)."""
     digest = hashlib.sha256(f"{run_seed}:{image_key}:{index}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
@@ -53,7 +54,7 @@ def sample_attributes(seed: int, given: Mapping[str, str] | None = None) -> dict
     return {**drawn, **(given or {})}
 
 
-def person_prompt(run_seed: int, image_key: str, index: int, given: Mapping[str, str] | None = None,
+def person_prompt(run_seed: int, image_key: str, index: int | str, given: Mapping[str, str] | None = None,
                   template: str = DEFAULT_TEMPLATE) -> PersonPrompt:
     seed = person_seed(run_seed, image_key, index)
     attributes = sample_attributes(seed, given)

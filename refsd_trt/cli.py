@@ -7,13 +7,19 @@ line, the rest of the batch was processed); 2 bad usage or configuration.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    if args.gpu_check:
+        from refsd_trt.gpu_check import run
+
+        return run(lambda line: print(line, flush=True))
     from refsd_trt.doctor import format_report, report
 
     data = report()
@@ -32,14 +38,20 @@ def _zoo(args: argparse.Namespace) -> int:
 def _run_config(args: argparse.Namespace):
     from refsd_trt.attributes import parse_attributes
     from refsd_trt.config import RunConfig, load_config
+    from refsd_trt.presets import PRESETS
 
     base = load_config(args.config) if args.config else RunConfig()
-    return base.merged({
+    config = base.merged({
         "preset": args.preset, "method": args.method, "strength": args.strength, "steps": args.steps,
         "prompt": args.prompt, "seed": args.seed, "device": args.device, "backend": args.backend,
         "batch_size": args.batch_size, "crop_batch_size": args.crop_batch_size,
+        "keep_metadata": args.keep_metadata, "track_gap_frames": args.track_gap_frames,
+        "keep_audio": True if args.keep_audio else None,
         "attributes": parse_attributes(args.attributes) if args.attributes else None,
     })
+    # The effective config (the preset's defaults under the file and flags), as the manifest records
+    # it; with no preset named, the one chosen later fills the preset settings, and None means any.
+    return config.resolved(PRESETS[config.preset]) if config.preset is not None else config
 
 
 def _anonymize(args: argparse.Namespace) -> int:
@@ -52,9 +64,25 @@ def _anonymize(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    runner = Runner(lambda: Anonymizer.from_preset(config=config), args.output, config.batch_size,
-                    resume=args.resume, limits=ReadLimits(max_pixels=config.max_pixels),
-                    progress=not args.quiet, config=config.to_dict())
+    common = {"resume": args.resume, "limits": ReadLimits(max_pixels=config.max_pixels), "progress": not args.quiet,
+              "config": config.to_dict(), "state": args.state, "publish": args.publish}
+    try:
+        if args.ray is not None:  # refsd_trt.distributed: the image batches on a Ray Data actor pool
+            from refsd_trt.distributed import MISSING_RAY, DistributedRunner, RayOptions, ray_available
+
+            if not ray_available():
+                print(f"error: {MISSING_RAY}", file=sys.stderr)
+                return 2
+            options = RayOptions(address=args.ray or None, actors=args.ray_actors, decode_tasks=args.ray_decode_tasks,
+                                 **({"actor_cpus": args.ray_actor_cpus} if args.ray_actor_cpus else {}))
+            runner = DistributedRunner(functools.partial(Anonymizer.from_preset, config=config), args.output,
+                                       config.batch_size, options=options, preset=config.preset,
+                                       device=config.device, **common)
+        else:
+            runner = Runner(lambda: Anonymizer.from_preset(config=config), args.output, config.batch_size, **common)
+    except ValueError as exc:  # --publish with --resume or --state
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         summary = runner.run(args.inputs)
     except SetupError as exc:
@@ -62,6 +90,8 @@ def _anonymize(args: argparse.Namespace) -> int:
         return 2
     print(summary.table())
     print(f"outputs and {MANIFEST_NAME}: {Path(args.output).resolve()}")
+    if runner.state_path is not None:
+        print(f"resume state (private, do not publish it): {runner.state_path.resolve()}")
     if runner.loaded and not runner.anonymizer.preset.anonymizes:
         print("note: the tiny preset runs random models; its outputs are NOT anonymized images")
     return summary.exit_code
@@ -86,6 +116,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"))
     parser.add_argument("--batch-size", type=int, help="images (or video frames) per batch")
     parser.add_argument("--crop-batch-size", type=int, help="person crops per UNet call, 1..8 (default 4)")
+    parser.add_argument("--keep-metadata", metavar="GROUPS",
+                        help="EXIF groups outputs keep, comma-separated: time, gps, camera, or none "
+                             "(default: no metadata at all; never thumbnails, serials, MakerNote, XMP)")
+    parser.add_argument("--track-gap-frames", type=int, metavar="N",
+                        help="videos: a tracked person missed for up to N frames is still removed there "
+                             "(default 10; 0: off)")
+    parser.add_argument("--keep-audio", action="store_true",
+                        help="videos: copy the audio track (default: dropped, it can carry voices and names)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,8 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize = sub.add_parser("anonymize", help="replace every person in images, folders, globs and videos")
     anonymize.add_argument("inputs", nargs="+", help="image or video files, folders (recursive) or globs")
     anonymize.add_argument("-o", "--output", required=True, help="output folder (mirrors the input folders)")
-    anonymize.add_argument("--resume", action="store_true", help="skip inputs the output's manifest lists as done")
+    anonymize.add_argument("--resume", action="store_true",
+                           help="skip inputs the private resume state lists as done (same settings, files unchanged)")
+    anonymize.add_argument("--state", metavar="PATH",
+                           help="private resume state file (default: OUT/.refsd-trt/state.jsonl); "
+                                "it holds absolute paths and input hashes: keep it out of what you publish")
+    anonymize.add_argument("--publish", action="store_true",
+                           help="write no private resume state: OUT holds only what may be published "
+                                "(no --resume later)")
     anonymize.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    anonymize.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                           help="run the images on a Ray cluster (ADDRESS: auto, host:6379, ray://host:10001; "
+                                "none: RAY_ADDRESS or a local instance); needs the distributed extra")
+    anonymize.add_argument("--ray-actors", type=int, metavar="N",
+                           help="with --ray: anonymizers in the pool (default: one per GPU; CPU presets: CPUs - 1)")
+    anonymize.add_argument("--ray-actor-cpus", type=float, metavar="X", help="with --ray: CPUs per actor (default 1)")
+    anonymize.add_argument("--ray-decode-tasks", type=int, metavar="N",
+                           help="with --ray: image batches decoded at once on CPU tasks (default: twice the actors)")
     _add_run_options(anonymize)
     anonymize.set_defaults(func=_anonymize)
 
@@ -115,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="versions, available backends, and which presets can run here")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument("--gpu-check", action="store_true",
+                        help="run the GPU paths layer by layer (OK/FAIL per line, stops at the first broken one; "
+                             "exit 1 on a failure, 2 without a GPU)")
     doctor.set_defaults(func=_doctor)
 
     zoo = sub.add_parser("zoo", help="build (or find cached) the tiny random model zoo and print its folders")
@@ -133,7 +189,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # which preset runs, and why, is always worth a line
         logging.getLogger("refsd_trt.api").setLevel(logging.INFO)
-    return args.func(args)
+    code = args.func(args)
+    from refsd_trt.stages import abandoned_workers
+
+    if abandoned_workers():  # a stage thread left past its limit: a normal exit could abort in teardown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

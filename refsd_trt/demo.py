@@ -33,17 +33,18 @@ def run_demo(out_dir: Path, preset: str = "lite") -> int:
     summary = runner.run([str(p) for p in inputs])
     print(summary.table())
     latest = {r["input"]: r for r in Manifest(out_dir / MANIFEST_NAME).records()}  # reruns append lines
+    originals = {p.name: p for p in inputs}  # the manifest names each file argument by its name only
     rows = []
     for record in latest.values():
-        if record["status"] != "ok":
+        if record["status"] != "ok" or record["input"] not in originals:
             continue
-        name = Path(record["input"]).name
+        name, source = record["input"], originals[record["input"]]
         people = record["people_count"]
-        original = _pixels(record["input"])
+        original = _pixels(source)
         # Detected again for the picture (the run keeps no masks): the same detector, the same people.
-        (found,) = runner.anonymizer.detector.detect([read_image(record["input"]).pixels])
+        (found,) = runner.anonymizer.detector.detect([read_image(source).pixels])
         rows.append([(f"{name}: input", original), (f"{len(found)} people: masks, keypoints", draw_detections(
-            original, found)), (f"{preset}: {people} people replaced", _pixels(record["output"]))])
+            original, found)), (f"{preset}: {people} people replaced", _pixels(out_dir / record["output"]))])
     sheet = save_contact_sheet(rows, out_dir / SHEET_NAME, height=320)
     print(f"anonymized images, {MANIFEST_NAME} and the contact sheet (input, masks and keypoints, output) are in {out_dir.resolve()}")
     print(f"contact sheet: {sheet.resolve()}")

@@ -104,12 +104,24 @@ def evaluator_status() -> dict[str, dict]:
     return status
 
 
+# The face models the identity gate (refsd_trt.identity_gate) runs after every method.
+GATE_MODELS = ("dlib-hog-face", "dlib-5-landmarks", "dlib-resnet-face")
+
+
+def gate_status(evaluators: dict[str, dict]) -> dict:
+    """Whether ``verify_identity = auto`` turns the identity gate on here, and if not, why."""
+    missing = [evaluators[key]["missing"] for key in GATE_MODELS if not evaluators[key]["present"]]
+    return {"available": not missing, "why_not": missing[0] if missing else None}
+
+
 def report() -> dict:
     from refsd_trt.detection.lite import weights_status
 
+    evaluators = evaluator_status()
     return {
         "lite_weights": weights_status(),
-        "evaluators": evaluator_status(),
+        "identity_gate": gate_status(evaluators),
+        "evaluators": evaluators,
         "versions": package_versions(),
         "backends": [asdict(b) for b in backends()],
         "presets": {
@@ -131,6 +143,9 @@ def format_report(data: dict) -> str:
     lines.append("lite weights:")
     lines += [f"  {w['model']:<46} {'yes' if w['present'] else 'no ':<4} {w['role']}; licence {w['licence']}"
               for w in data["lite_weights"]]
+    gate = data["identity_gate"]
+    lines.append("identity verification after every method: "
+                 + ("on (dlib face descriptor)" if gate["available"] else f"unavailable: {gate['why_not']}"))
     lines.append("eval judges (refsd-trt eval):")
     for key, e in data["evaluators"].items():
         lines.append(f"  {key:<28} {'yes' if e['present'] else 'no ':<4} {e['role']}; licence {e['licence']}")

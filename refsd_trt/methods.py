@@ -7,19 +7,28 @@ nothing in the pipelines knows which backend runs.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from refsd_trt.config import RunConfig
+from refsd_trt.config import RunConfig, preset_settings
 from refsd_trt.detection import PersonDetector, YoloPersonDetector, lite_detector
 from refsd_trt.detection.runner import IMGSZ
+from refsd_trt.export.specs import IMAGE, AxisRange
 from refsd_trt.models import tiny_zoo
 from refsd_trt.models.loaders import resolve_model_dir, resolve_weights_file
 from refsd_trt.presets import Preset, weights_search_path
 from refsd_trt.stages import Method
+
+if TYPE_CHECKING:
+    from refsd_trt.pipelines.inpaint import InpaintSettings
+    from refsd_trt.pipelines.lite import LiteSettings
+    from refsd_trt.pipelines.refsd import RefsdSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +51,72 @@ def precision_for(device: torch.device) -> str:
     return "float16" if device.type == "cuda" else "float32"
 
 
-def timing_axes(component: str, config: RunConfig) -> dict[str, int]:
+def diffusion_rows(component: str, config: RunConfig, role: str | None = None) -> int:
+    """The batch a diffusion engine runs per call in ``role`` ("removal", "refiner", "inpainter"):
+    the UNet sees each crop twice with classifier-free guidance; an inpainting stage below full
+    strength encodes the image and the masked image in one VAE call (refsd's removal runs at
+    strength 1, from noise); everything else one row per crop."""
+    n = config.crop_batch_size
+    guidance = config.removal_guidance_scale if role == "removal" else config.guidance_scale
+    if component == "unet":
+        return 2 * n if guidance is None or guidance > 1.0 else n
+    if component == "vae_encoder" and role in ("inpainter", None) and config.strength < 1.0:
+        return 2 * n
+    return n
+
+
+def timing_axes(component: str, config: RunConfig, role: str | None = None) -> dict[str, int]:
     """The shape ``auto`` times backends at: the one the engine will run. On CPUs the winner at one
     small input is often the loser at the real batch (2.6x for the detector at 8 × 640²)."""
     if component in ("yolo_seg", "yolo_pose"):
         return {"batch": config.batch_size, "height": IMGSZ, "width": IMGSZ}
     if component in ("unet", "vae_encoder", "vae_decoder"):
-        return {"batch": config.crop_batch_size}
+        return {"batch": diffusion_rows(component, config, role)}
     return {}
+
+
+def engine_profile(component: str, config: RunConfig, role: str | None = None,
+                   size: int | None = None) -> dict[str, AxisRange]:
+    """The TensorRT optimization profile of a diffusion engine for this use: its batch up to the
+    rows it runs (opt there too; its activation memory is sized by the profile's maximum, which for
+    the spec's 16 × 1536² is tens of GB for an SDXL VAE), and the stage's working size as the
+    optimum (any size in the spec's range still runs). Other components keep their spec's profile."""
+    if component not in ("unet", "vae_encoder", "vae_decoder"):
+        return {}
+    rows = diffusion_rows(component, config, role)
+    profile = {"batch": AxisRange(1, rows, rows)}
+    if size is not None and IMAGE.min <= size <= IMAGE.max:
+        profile |= {"height": AxisRange(IMAGE.min, size, IMAGE.max), "width": AxisRange(IMAGE.min, size, IMAGE.max)}
+    return profile
+
+
+def native_size(folder: Path) -> int | None:
+    """The resolution a diffusers pipeline's UNet was trained at (its stages' working size), or None."""
+    try:
+        unet = json.loads((Path(folder) / "unet" / "config.json").read_text())
+        vae = json.loads((Path(folder) / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def backend_for(component: str, backend: str) -> str:
+    """``backend`` for ``component``, except that a model whose code is copyleft (the YOLO detectors)
+    never runs on the torch backend, which would run that code in this process: its ONNX export runs
+    on onnxruntime instead."""
+    from refsd_trt.export.sources import component as component_of
+
+    return "onnxruntime" if backend == "torch" and component_of(component).copyleft else backend
 
 
 def _engine_factory(config: RunConfig, device: torch.device) -> Callable[..., object]:
     from refsd_trt.engine import load_engine
 
-    def make(source: Path, component: str):
-        return load_engine(source, component, backend=config.backend, device=device,
-                           precision=precision_for(device), axes=timing_axes(component, config))
+    def make(source: Path, component: str, role: str | None = None, size: int | None = None):
+        profile = engine_profile(component, config, role, size) if device.type == "cuda" else {}
+        return load_engine(source, component, backend=backend_for(component, config.backend), device=device,
+                           precision=precision_for(device), axes=timing_axes(component, config, role),
+                           **({"profile": profile} if profile else {}))
 
     return make
 
@@ -78,34 +137,80 @@ def _components(preset: Preset, config: RunConfig, device: torch.device, role: s
     make = _engine_factory(config, device)
     folder = model_path(preset, role)
     vae = model_path(preset, "vae") if "vae" in preset.models and role in ("refiner", "inpainter") else folder
-    return load_components(folder, lambda name: make(vae if name.startswith("vae") else folder, name),
-                           config.scheduler)
+    size = native_size(folder)
+    return load_components(folder, lambda name: make(vae if name.startswith("vae") else folder, name, role, size),
+                           config.scheduler, vae=vae)
+
+
+# The one place the effective RunConfig becomes what each method runs with.
+
+def _effective(config: RunConfig) -> RunConfig:
+    unset = sorted(name for name in preset_settings() if getattr(config, name) is None)
+    if unset:
+        raise ValueError(f"the configuration is not resolved for a preset ({', '.join(unset)} unset): "
+                         f"build methods from RunConfig.resolved(preset), as Anonymizer.from_preset does")
+    return config
+
+
+def lite_settings(config: RunConfig) -> LiteSettings:
+    from refsd_trt.pipelines.lite import LiteSettings
+
+    return LiteSettings(dilate_px=config.dilate_px, crop_scale=config.crop_scale)
+
+
+def inpaint_settings(config: RunConfig) -> InpaintSettings:
+    from refsd_trt.pipelines.inpaint import InpaintSettings
+
+    c = _effective(config)
+    return InpaintSettings(steps=c.steps, strength=c.strength, guidance_scale=c.guidance_scale,
+                           negative_prompt=c.negative_prompt, crop_scale=c.crop_scale, dilate_px=c.dilate_px,
+                           feather_px=c.feather_px, batch_size=c.crop_batch_size)
+
+
+def refsd_settings(config: RunConfig) -> RefsdSettings:
+    from refsd_trt.pipelines.refsd import RefsdSettings
+
+    c = _effective(config)
+    return RefsdSettings(removal_prompt=c.removal_prompt, removal_negative_prompt=c.removal_negative_prompt,
+                         removal_steps=c.removal_steps, removal_guidance_scale=c.removal_guidance_scale,
+                         steps=c.steps, strength=c.strength, guidance_scale=c.guidance_scale,
+                         negative_prompt=c.negative_prompt, crop_scale=c.crop_scale, dilate_px=c.dilate_px,
+                         feather_px=c.feather_px, batch_size=c.crop_batch_size)
 
 
 def _lite(preset: Preset, config: RunConfig, device: torch.device) -> Method:
     from refsd_trt.pipelines.avatars import BodyModelAvatars
-    from refsd_trt.pipelines.lite import LiteMethod, LiteSettings
+    from refsd_trt.pipelines.lite import LiteMethod
 
-    return LiteMethod(BodyModelAvatars(), device, LiteSettings(dilate_px=config.dilate_px))
+    return LiteMethod(BodyModelAvatars(), device, lite_settings(config))
+
+
+# inpaint starts from the person's own latent, noised: above this signal-to-noise ratio the start holds
+# more of the person than of noise (SDXL inpainting, 30 steps: 1.85 at strength 0.3, 0.94 at 0.4).
+MAX_START_SNR = 1.0
 
 
 def _inpaint(preset: Preset, config: RunConfig, device: torch.device) -> Method:
-    from refsd_trt.pipelines.inpaint import InpaintMethod, InpaintSettings
+    from refsd_trt.diffusion.timesteps import weakest_strength
+    from refsd_trt.pipelines.inpaint import InpaintMethod
 
-    settings = InpaintSettings(steps=config.steps, strength=config.strength, guidance_scale=config.guidance_scale,
-                               negative_prompt=config.negative_prompt, dilate_px=config.dilate_px,
-                               feather_px=config.feather_px, batch_size=config.crop_batch_size)
-    return InpaintMethod(_components(preset, config, device, "inpainter"), settings)
+    settings = inpaint_settings(config)
+    components = _components(preset, config, device, "inpainter")
+    method = InpaintMethod(components, settings)
+    snr = method.stage.start_snr
+    if preset.anonymizes and snr > MAX_START_SNR:  # the tiny preset's random models anonymize nothing anyway
+        floor = weakest_strength(components.new_scheduler(), settings.steps, MAX_START_SNR)
+        raise ValueError(f"strength {settings.strength:g} is too weak for inpaint to anonymize: with {settings.steps} "
+                         f"steps it starts from the person's own latent at signal-to-noise {snr:.2f}, more person "
+                         f"than noise; use strength {math.ceil(floor * 100) / 100:g} or more")
+    return method
 
 
 def _refsd(preset: Preset, config: RunConfig, device: torch.device) -> Method:
     from refsd_trt.pipelines.avatars import BodyModelAvatars
-    from refsd_trt.pipelines.refsd import RefsdMethod, RefsdSettings
+    from refsd_trt.pipelines.refsd import RefsdMethod
 
-    settings = RefsdSettings(removal_steps=config.steps, steps=config.steps, strength=config.strength,
-                             guidance_scale=config.guidance_scale, negative_prompt=config.negative_prompt,
-                             dilate_px=config.dilate_px, feather_px=config.feather_px,
-                             batch_size=config.crop_batch_size)
+    settings = refsd_settings(config)
     return RefsdMethod(_components(preset, config, device, "removal"), _components(preset, config, device, "refiner"),
                        settings, avatars=BodyModelAvatars())
 

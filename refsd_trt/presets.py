@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from refsd_trt.paths import cache_dir, package_file
 
@@ -26,6 +27,17 @@ class Preset:
     zoo: bool = False  # model references are tiny-zoo entry names
     anonymizes: bool = True  # False for presets whose output is not a real anonymization (tiny)
     gpu_recommended: bool = False
+    # What this preset runs where it differs from RunConfig's defaults (only RunConfig's preset
+    # settings); a config file, flags and API arguments override these (RunConfig.resolved).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from refsd_trt.config import preset_settings
+
+        unknown = set(self.defaults) - preset_settings()
+        if unknown:
+            raise ValueError(f"preset {self.name!r}: {', '.join(sorted(unknown))} cannot be preset defaults "
+                             f"(only {', '.join(sorted(preset_settings()))})")
 
 
 PRESETS: dict[str, Preset] = {
@@ -50,6 +62,7 @@ PRESETS: dict[str, Preset] = {
                 "vae": "madebyollin/sdxl-vae-fp16-fix",
             },
             gpu_recommended=True,
+            defaults={"guidance_scale": 7.5},  # the SDXL inpainting checkpoint's (and diffusers') default
         ),
         Preset(
             "tiny", "refsd", "random tiny models for tests and engine benchmarks: NOT an anonymization",
@@ -96,12 +109,15 @@ def missing_requirements(preset: Preset) -> list[str]:
         if importlib.util.find_spec("ultralytics") is None:
             reasons.append("building the tiny YOLO models needs ultralytics: pip install 'refsd-trt[export]'")
         return reasons
+    from refsd_trt.models.checks import role_problems
+
     for role, ref in preset.models.items():
         try:
             if ref.endswith(".pt"):
                 resolve_weights_file(ref, weights_search_path())
             else:
-                resolve_model_dir(ref)
+                # present is not enough: the folder must hold what the role loads, shaped for it
+                reasons += [f"{role}: {problem}" for problem in role_problems(resolve_model_dir(ref), role)]
         except ModelNotFound as exc:
             reasons.append(f"{role}: {exc}")
     return reasons

@@ -62,3 +62,6 @@ class PersonRecord:
     attributes: dict[str, str] = field(default_factory=dict)
     fallback: str | None = None  # set when a stage failed and a safe fill replaced the person
     notes: list[str] = field(default_factory=list)
+    # The identity gate's finding: {"verified": True, "distance", "null_distance", "threshold", "matched"},
+    # or {"verified": False, "why"} (no face to compare, gate off, filled before it ran).
+    identity: dict = field(default_factory=dict)

@@ -72,7 +72,7 @@ def reference(pipeline_cls: str, folder: Path, scheduler: str | None, **call) ->
 def test_sdxl_inpaint_matches_diffusers(zoo, scheduler):
     folder = zoo("sdxl-inpaint")
     image, mask, prompt, seed = make_image(0), box_mask(), "a photo of a woman wearing a red dress", 11
-    settings = StageSettings(steps=5, strength=0.6, guidance_scale=7.5)
+    settings = StageSettings(steps=5, strength=0.6, guidance_scale=7.5, negative_prompt=None, batch_size=4)
     expected = reference("StableDiffusionXLInpaintPipeline", folder, scheduler, prompt=prompt, image=image,
                          mask_image=mask, strength=settings.strength, num_inference_steps=settings.steps,
                          guidance_scale=settings.guidance_scale, generator=torch.Generator().manual_seed(seed))
@@ -86,7 +86,8 @@ def test_sd_inpaint_matches_diffusers(zoo, strength):
     """refsd's removal stage (full strength: pure-noise start) on the SD inpainting model, DDIM."""
     folder = zoo("sd-inpaint")
     image, mask, seed = make_image(1), box_mask(top=30, left=100, height=200, width=60), 5
-    settings = StageSettings(steps=6, strength=strength, guidance_scale=7.5, negative_prompt="person")
+    settings = StageSettings(steps=6, strength=strength, guidance_scale=7.5, negative_prompt="person",
+                             batch_size=4)
     expected = reference("StableDiffusionInpaintPipeline", folder, None, prompt="street background", image=image,
                          mask_image=mask, strength=strength, num_inference_steps=settings.steps,
                          guidance_scale=settings.guidance_scale, negative_prompt=settings.negative_prompt,
@@ -102,7 +103,8 @@ def test_sdxl_img2img_matches_diffusers(zoo):
     folder = zoo("sdxl")
     image, prompt, seed = make_image(2), "a photo of an old man wearing a blue jacket", 3
     # A negative prompt: SDXL then encodes it with both encoders (not zeros), pooled from the second.
-    settings = StageSettings(steps=6, strength=0.5, guidance_scale=5.0, negative_prompt="blurry cartoon")
+    settings = StageSettings(steps=6, strength=0.5, guidance_scale=5.0, negative_prompt="blurry cartoon",
+                             batch_size=4)
     expected = reference("StableDiffusionXLImg2ImgPipeline", folder, None, prompt=prompt, image=image,
                          strength=settings.strength, num_inference_steps=settings.steps,
                          guidance_scale=settings.guidance_scale, negative_prompt=settings.negative_prompt,
@@ -127,10 +129,11 @@ def test_batched_crops_equal_each_crop_alone(zoo, fixed_shapes):
     masks[1] = box_mask(top=10, left=10, height=50, width=100, size=128)[0]
     prompts = ["a photo of a child", "a photo of an old woman wearing a coat", "a man walking in a park"]
     seeds = [1, 2, 3]
-    settings = StageSettings(steps=4, strength=0.6, guidance_scale=7.5, batch_size=2)
+    settings = StageSettings(steps=4, strength=0.6, guidance_scale=7.5, negative_prompt=None, batch_size=2)
     batched = DiffusionStage(components, settings).run(
         CropBatch(images, prompts, [torch.Generator().manual_seed(s) for s in seeds], masks=masks)).images
-    alone = DiffusionStage(components, StageSettings(steps=4, strength=0.6, guidance_scale=7.5, batch_size=1))
+    alone = DiffusionStage(components, StageSettings(steps=4, strength=0.6, guidance_scale=7.5,
+                                                     negative_prompt=None, batch_size=1))
     for i in range(3):
         single = alone.run(CropBatch(images[i:i + 1], prompts[i:i + 1], [torch.Generator().manual_seed(seeds[i])],
                                      masks=masks[i:i + 1])).images
@@ -206,7 +209,8 @@ def no_host_reads():
 def test_stage_reads_nothing_back_to_the_host(zoo, folder, scheduler):
     components = torch_components(zoo(folder), scheduler)
     inpainting = components.unet_in_channels == 9
-    stage = DiffusionStage(components, StageSettings(steps=3, strength=0.7, guidance_scale=5.0, batch_size=2))
+    stage = DiffusionStage(components, StageSettings(steps=3, strength=0.7, guidance_scale=5.0,
+                                                     negative_prompt=None, batch_size=2))
     # 3 crops in batches of 2: the padded batch runs under the guard too. 128² keeps it quick.
     crops = CropBatch(make_image(4, n=3, size=128) * 2 - 1, ["a photo of a man"] * 3,
                       [torch.Generator().manual_seed(s) for s in range(3)],
@@ -221,7 +225,8 @@ def test_batches_must_fit_the_engines_batch_range(zoo):
     components = torch_components(zoo("sdxl"))
     limit = components.unet.spec.axes["batch"].max
     with pytest.raises(ValueError, match="batch axis ends"):
-        DiffusionStage(components, StageSettings(steps=2, strength=0.5, guidance_scale=5.0, batch_size=limit // 2 + 1))
+        DiffusionStage(components, StageSettings(steps=2, strength=0.5, guidance_scale=5.0,
+                                                 negative_prompt=None, batch_size=limit // 2 + 1))
 
 
 @pytest.mark.parametrize("aesthetics", [False, True])
@@ -253,7 +258,7 @@ def test_float16_engines_run_the_stage(zoo):
     guidance stay float32, and the result stays close to float32 engines'."""
     folder = zoo("sdxl-inpaint")
     half = load_components(folder, lambda name: load_engine(folder, name, backend="torch", precision="float16"))
-    settings = StageSettings(steps=3, strength=0.7, guidance_scale=5.0, batch_size=1)
+    settings = StageSettings(steps=3, strength=0.7, guidance_scale=5.0, negative_prompt=None, batch_size=1)
 
     def crops():
         return CropBatch(make_image(6, size=64) * 2 - 1, ["a photo of a man"], [torch.Generator().manual_seed(0)],

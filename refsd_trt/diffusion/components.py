@@ -15,6 +15,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTokenizer
 
 from refsd_trt.engine import Engine
+from refsd_trt.models import loaders
 
 # Component name ("unet", "vae_encoder", "vae_decoder", "text_encoder", "text_encoder_2") -> Engine,
 # e.g. ``lambda name: load_engine(folder, name, backend=..., device=..., precision=...)``.
@@ -59,21 +60,25 @@ class DiffusionComponents:
 SCHEDULERS = {"euler": "EulerDiscreteScheduler", "ddim": "DDIMScheduler", "dpmpp": "DPMSolverMultistepScheduler"}
 
 
-def load_components(folder: str | Path, make_engine: EngineFactory, scheduler: str | None = None) -> DiffusionComponents:
+def load_components(folder: str | Path, make_engine: EngineFactory, scheduler: str | None = None,
+                    vae: str | Path | None = None) -> DiffusionComponents:
     """Read a diffusers pipeline folder (SD or SDXL, img2img or inpainting).
 
     ``scheduler`` (a key of ``SCHEDULERS`` or a diffusers scheduler class name) replaces the folder's
     scheduler, built from the folder's scheduler config as diffusers' ``from_config`` does. The
-    engine factory decides where each engine comes from, e.g. a separate fp16-safe VAE checkpoint.
+    engine factory decides where each engine comes from; ``vae`` names the VAE those engines run
+    when it is not the pipeline's own (a separate fp16-safe VAE checkpoint): its config, not the
+    pipeline's, gives the latent scale and resolution.
     """
     folder = Path(folder)
     index = json.loads((folder / "model_index.json").read_text())
-    vae_cfg = json.loads((folder / "vae" / "config.json").read_text())
-    unet_cfg = json.loads((folder / "unet" / "config.json").read_text())
+    vae_folder = loaders.vae_folder(vae if vae is not None else folder)
+    vae_cfg = loaders.diffusers_config(vae_folder)
+    unet_cfg = loaders.diffusers_config(loaders.component_folder(folder, "unet")[0])
     if vae_cfg.get("latents_mean") is not None:
         # diffusers' inpaint pipelines ignore latents_mean/std when encoding but apply them when
         # decoding; no model this project runs has them, so refuse rather than guess.
-        raise ValueError(f"{folder}: VAEs with latents_mean/latents_std are not supported")
+        raise ValueError(f"{vae_folder}: VAEs with latents_mean/latents_std are not supported")
     names = [n for n in ("text_encoder", "text_encoder_2") if index.get(n, [None])[0] is not None]
     scheduler_cls = getattr(diffusers, SCHEDULERS.get(scheduler, scheduler) or index["scheduler"][1])
     return DiffusionComponents(

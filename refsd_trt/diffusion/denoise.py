@@ -42,9 +42,14 @@ def denoise(unet: Engine, schedule: Schedule, latents: torch.Tensor, cond: UNetC
     if cond.extra_channels is not None:
         sample[:, c:] = cond.extra_channels.repeat(copies, 1, 1, 1)
     out = torch.empty((rows, c, *latents.shape[2:]), dtype=sample.dtype, device=device)
-    # One host-to-device copy of the whole schedule, one contiguous (rows,) row per step.
+    # One host-to-device copy of the whole schedule, one contiguous (rows,) row per step. The UNet
+    # is fed one tensor of its own, refilled each step (a device-to-device copy): a row of
+    # timestep_rows starts 4-8 bytes per row past the previous one, and compiled engines bind
+    # by address (TensorRT needs 256-byte aligned addresses, CUDA graphs the same ones each step).
     timestep_rows = schedule.timesteps[:, None].expand(-1, rows).to(device, dtypes["timestep"]).contiguous()
-    feeds = {"sample": sample, "encoder_hidden_states": cond.hidden.to(dtypes["encoder_hidden_states"])}
+    timestep = torch.empty((rows,), dtype=dtypes["timestep"], device=device)
+    feeds = {"sample": sample, "timestep": timestep,
+             "encoder_hidden_states": cond.hidden.to(dtypes["encoder_hidden_states"])}
     if cond.text_embeds is not None:
         feeds["text_embeds"] = cond.text_embeds.to(dtypes["text_embeds"])
         feeds["time_ids"] = cond.time_ids.to(dtypes["time_ids"])
@@ -54,7 +59,7 @@ def denoise(unet: Engine, schedule: Schedule, latents: torch.Tensor, cond: UNetC
         scaled = scheduler.scale_model_input(latents, t)
         for k in range(copies):
             sample[k * n:(k + 1) * n, :c] = scaled
-        feeds["timestep"] = timestep_rows[i]
+        timestep.copy_(timestep_rows[i])
         noise_pred = unet.run(feeds, outputs={"out_sample": out})["out_sample"].float()
         if guided:
             uncond, text = noise_pred.chunk(2)

@@ -21,7 +21,7 @@ from refsd_trt.diffusion.latents import encode_moments, randn_per_crop, sample_l
 from refsd_trt.diffusion.masking import binarize_and_mask, inpaint_channels
 from refsd_trt.diffusion.prompts import PromptEmbeddings, PromptEncoder
 from refsd_trt.diffusion.time_ids import SizeConditioning
-from refsd_trt.diffusion.timesteps import start_schedule, step_kwargs
+from refsd_trt.diffusion.timesteps import start_schedule, start_snr, step_kwargs
 
 
 @dataclass
@@ -46,14 +46,18 @@ class CropBatch:
         return int(self.images.shape[0])
 
 
-@dataclass(frozen=True)
+ETA = 0.0  # DDIM's η (deterministic DDIM, diffusers' default); other schedulers ignore it
+
+
+@dataclass(frozen=True, kw_only=True)
 class StageSettings:
+    """What one stage runs with; the methods build it from their settings (no defaults here)."""
+
     steps: int
     strength: float  # βd: the fraction of the schedule that runs (1 = from pure noise when inpainting)
     guidance_scale: float  # > 1 enables classifier-free guidance
-    negative_prompt: str | None = None
-    eta: float = 0.0  # DDIM's η; other schedulers ignore it
-    batch_size: int = 4  # crops per UNet call (the UNet sees twice as many rows with guidance)
+    negative_prompt: str | None
+    batch_size: int  # crops per UNet call (the UNet sees twice as many rows with guidance)
 
 
 @dataclass
@@ -82,6 +86,11 @@ class DiffusionStage:
         # Setting timesteps is host work (some schedulers go through numpy); do it once here and
         # give each batch a copy, since stepping changes a scheduler's state.
         self._schedule = start_schedule(self.components.new_scheduler(), self.settings.steps, self.settings.strength)
+
+    @property
+    def start_snr(self) -> float:
+        """Signal-to-noise ratio of the latent each crop starts from (``timesteps.start_snr``)."""
+        return start_snr(self._schedule)
 
     @property
     def inpainting(self) -> bool:
@@ -154,5 +163,5 @@ class DiffusionStage:
         spare = crops.generators[index[0]].device
         step_generators = [torch.Generator(device=spare) if g is None else g for g in generators]
         latents = denoise(c.unet, schedule, latents, cond, s.guidance_scale,
-                          step_kwargs(schedule.scheduler, step_generators, s.eta))
+                          step_kwargs(schedule.scheduler, step_generators, ETA))
         return decode_latents(c.vae_decoder, latents, c.scaling_factor)

@@ -38,6 +38,24 @@ def start_schedule(scheduler: SchedulerMixin, steps: int, strength: float) -> Sc
     return Schedule(scheduler, timesteps, full_strength=strength == 1.0)
 
 
+def start_snr(schedule: Schedule) -> float:
+    """Signal-to-noise ratio ᾱ/(1−ᾱ) of the latent a run starts from: for img2img and partial-strength
+    inpainting, the input's own latent noised to the first timestep. Above 1 it holds more of the
+    input than of noise."""
+    alpha = float(schedule.scheduler.alphas_cumprod[int(schedule.timesteps[0])])
+    return alpha / (1.0 - alpha) if alpha < 1.0 else float("inf")
+
+
+def weakest_strength(scheduler: SchedulerMixin, steps: int, max_snr: float) -> float:
+    """The lowest strength (in steps of 1/``steps``) whose start SNR is at most ``max_snr``, for a fresh
+    scheduler of the kind a stage uses (configured in place)."""
+    for k in range(1, steps + 1):
+        strength = min(1.0, (k + 1e-6) / steps)  # k steps exactly, whatever k / steps rounds to
+        if start_snr(start_schedule(scheduler, steps, strength)) <= max_snr:
+            return strength
+    return 1.0
+
+
 def step_kwargs(scheduler: SchedulerMixin, generators: list[torch.Generator], eta: float) -> dict:
     """The optional ``step`` arguments this scheduler takes (diffusers' ``prepare_extra_step_kwargs``):
     η for DDIM, and the per-crop generators for schedulers that draw noise while stepping."""

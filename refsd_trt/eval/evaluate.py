@@ -33,7 +33,7 @@ def default_methods(say: Callable[[str], None] = print) -> list[str]:
     is named)."""
     from refsd_trt.eval.baselines import BASELINES, BaselineUnavailable, deface_executable
 
-    names = [*methods.available_presets(), *BASELINES]
+    names = [*methods.available_presets(), *methods.PROBES, *BASELINES]
     try:
         deface_executable()
     except BaselineUnavailable as exc:
@@ -57,9 +57,11 @@ def build_methods(names: Sequence[str], given: Mapping[str, Path], relatives: Se
                                         dilate_px=config.dilate_px, conf=config.conf))
         elif name in BASELINES:
             built.append(methods.baseline(name))
+        elif name in methods.PROBES:
+            built.append(methods.probe(name))
         elif name != "original":
             raise EvalError(f"unknown method {name!r}; presets: {', '.join(PRESETS)}; "
-                            f"baselines: {', '.join(BASELINES)}")
+                            f"baselines: {', '.join(BASELINES)}; probes: {', '.join(methods.PROBES)}")
     for name, folder in given.items():
         if not Path(folder).is_dir():
             raise EvalError(f"{folder}: not a folder of anonymized images (for {name})")

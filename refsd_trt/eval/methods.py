@@ -34,7 +34,7 @@ class Shared:
 @dataclass(frozen=True)
 class Method:
     name: str
-    kind: str  # reference | preset | baseline | given
+    kind: str  # reference | preset | probe | baseline | given
     description: str
     anonymizes: bool  # False for the originals and for the tiny preset (random models)
     produce: Callable[[Sequence[np.ndarray], Sequence[Shared]], Produced]
@@ -64,6 +64,30 @@ def preset(name: str, batch_size: int, **overrides) -> Method:
 
     label = spec.description if spec.anonymizes else f"{spec.description} (not an anonymization)"
     return Method(name, "preset", label, spec.anonymizes, produce)
+
+
+# The near-identity probe (refsd_trt.eval.probe) with the identity gate on, and off.
+PROBES = {"near-identity": "on", "near-identity-ungated": "off"}
+
+
+def probe(name: str) -> Method:
+    """The near-identity method through the Python API on the shared detections, gated or not."""
+    mode = PROBES[name]
+
+    def produce(images: Sequence[np.ndarray], shared: Sequence[Shared]) -> Produced:
+        from refsd_trt.api import Anonymizer, build_gate
+        from refsd_trt.config import RunConfig
+        from refsd_trt.eval.probe import NearIdentity
+        from refsd_trt.presets import PRESETS
+
+        config = RunConfig(preset="lite", verify_identity=mode)
+        gate, why = build_gate(mode)
+        anonymizer = Anonymizer(PRESETS["lite"], config, None, NearIdentity(), gate, why)
+        return [anonymizer([image], detections=[s.detections])[0].image for image, s in zip(images, shared)]
+
+    what = "with the identity gate" if mode == "on" else "without the identity gate: what it lets through"
+    return Method(name, "probe", f"noise σ=4 on each person, a stand-in for diffusion at a tiny strength, {what}",
+                  True, produce)
 
 
 def baseline(name: str) -> Method:

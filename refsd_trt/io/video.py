@@ -6,6 +6,10 @@ names and places, so a pseudonymized video without it is the private choice. Con
 from pixels. OpenCV applies the rotation flag of phone videos while decoding, so frames are upright
 and their size is taken from the first decoded frame, not from the container header. Frames are
 written at a constant rate; variable-frame-rate sources play back at their average rate.
+
+Both directions stream: ``VideoFrames`` decodes one frame per step of the iteration (only the first,
+read up front for the size, is held until asked for) and ``VideoWriter.write`` encodes each frame as
+it comes, so memory does not grow with a video's length.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class VideoFrames:
         )
         self._first: np.ndarray | None = first
         self.frames_read = 0
+        self.skipped: list[int] = []  # frames ``with_gaps`` found the decoder skipped
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         while True:
@@ -87,6 +92,22 @@ class VideoFrames:
                     return
             self.frames_read += 1
             yield _rgb_tensor(frame)
+
+    def with_gaps(self) -> Iterator[torch.Tensor | None]:
+        """Like iterating, but with None in the place of each frame the decoder skipped: OpenCV
+        conceals an undecodable frame by leaving it out, which its timestamps show (the next frame's
+        is more than one frame period later). ``skipped`` lists those frames' indices."""
+        period_ms = 1000.0 / self.info.fps
+        position = 0
+        for frame in self:
+            stamp = self._capture.get(cv2.CAP_PROP_POS_MSEC) if position else 0.0
+            expected = round(stamp / period_ms) if math.isfinite(stamp) and stamp > 0 else position
+            while position < expected:
+                self.skipped.append(position)
+                position += 1
+                yield None
+            position += 1
+            yield frame
 
     def close(self) -> None:
         self._capture.release()

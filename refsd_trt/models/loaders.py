@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,15 @@ def resolve_model_dir(ref: str | Path) -> Path:
         ) from exc
 
 
+def resolve_reference(ref: str | Path) -> Path:
+    """A model folder or weights file as given, else a Hugging Face id (``owner/name``) from the
+    local cache; a path that is not there stays a path, for the caller to report."""
+    path = Path(ref).expanduser()
+    if path.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", str(ref)):
+        return path
+    return resolve_model_dir(ref)
+
+
 def resolve_weights_file(ref: str | Path, search: tuple[Path, ...] = ()) -> Path:
     """A single-file checkpoint (e.g. ultralytics ``.pt``): a path, or a bare name found in ``search``."""
     path = Path(ref).expanduser()
@@ -58,6 +70,95 @@ def _component_class(library: str, class_name: str) -> Any:
     return getattr(importlib.import_module(library), class_name)
 
 
+class IncompleteCheckpoint(ValueError):
+    """A checkpoint that lacks weights its model needs: loading it would run random layers."""
+
+
+# Weight files as diffusers and transformers name them: <stem>[.<variant>][-0000i-of-0000n].<ext>.
+# Shard indexes (<stem>.<ext>.index[.<variant>].json) are read by from_pretrained and hashed with them.
+_WEIGHTS = re.compile(r"^(?:diffusion_pytorch_model|model|pytorch_model)(?:\.(?P<variant>\w+?))?"
+                      r"(?:-\d{5}-of-\d{5})?\.(?P<ext>safetensors|bin)$")
+_INDEX = re.compile(r"^(?:diffusion_pytorch_model|model|pytorch_model)\.(?P<ext>safetensors|bin)"
+                    r"\.index(?:\.(?P<variant>\w+))?\.json$")
+
+
+@dataclass(frozen=True)
+class WeightFiles:
+    """What ``from_pretrained`` reads from one model folder: its config and one variant's weights."""
+
+    folder: Path
+    variant: str | None  # None: the default checkpoint; "fp16": diffusion_pytorch_model.fp16.safetensors...
+    weights: tuple[Path, ...]  # safetensors when present (what from_pretrained prefers), else .bin
+
+    @property
+    def files(self) -> list[Path]:
+        """The files whose bytes define the model: not the other variants, formats or single-file copies
+        a real repository also holds (fp16, .bin, OpenVINO, sdxl_vae.safetensors), which hashing
+        everything would read for nothing."""
+        return [self.folder / "config.json", *self.weights]
+
+
+def weight_files(folder: Path) -> WeightFiles:
+    """The weights ``from_pretrained`` loads from ``folder``: the default checkpoint when present;
+    otherwise the one variant the cache holds (``fp16`` first), which it must be told to load."""
+    if not (folder / "config.json").is_file():
+        raise ModelNotFound(f"{folder}: no config.json")
+    found: dict[tuple[str | None, str], list[Path]] = {}
+    for path in folder.iterdir():
+        match = _WEIGHTS.match(path.name) or _INDEX.match(path.name)
+        if match and path.is_file():
+            found.setdefault((match["variant"], match["ext"]), []).append(path)
+    if not found:
+        raise ModelNotFound(f"{folder}: no weights (diffusion_pytorch_model/model .safetensors or .bin)")
+    variant = min((v for v, _ in found), key=lambda v: (v is not None, v != "fp16", v or ""))
+    ext = "safetensors" if (variant, "safetensors") in found else "bin"
+    return WeightFiles(folder, variant, tuple(sorted(found[variant, ext])))
+
+
+# Models loaded and still in use, by folder, class and dtype: a second load (the VAE encoder and
+# decoder engines of one VAE; the same text encoder for two roles) shares the first one's weights,
+# as long as nobody has moved or cast them in place (a torch engine's fp16 copy on a GPU).
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _as_loaded(model: Any, dtype: Any) -> bool:
+    return all(p.dtype == dtype and p.device.type == "cpu" for p in model.parameters())
+
+
+def load_model(folder: Path, cls: Any, dtype: Any = None) -> Any:
+    """A diffusers or transformers model from ``folder`` as ``from_pretrained`` loads it, told what its
+    defaults get wrong for this project: the dtype (fp32 unless asked: transformers 5 otherwise takes
+    the config's ``torch_dtype``, float16 in SDXL's text encoders over fp32 weights), the variant a
+    variant-only cache holds, and missing weights as an error rather than random layers."""
+    import torch
+
+    dtype = dtype or torch.float32
+    key = (str(folder.resolve()), f"{cls.__module__}.{cls.__name__}", str(dtype))
+    if (model := _LOADED.get(key)) is not None and _as_loaded(model, dtype):
+        return model
+    files = weight_files(folder)
+    dtype_arg = "torch_dtype" if cls.__module__.startswith("diffusers") else "dtype"
+    model, info = cls.from_pretrained(folder, variant=files.variant, output_loading_info=True, **{dtype_arg: dtype})
+    missing = sorted(info["missing_keys"])
+    if missing:
+        raise IncompleteCheckpoint(f"{folder}: the checkpoint lacks {len(missing)} weight(s) the model needs "
+                                   f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+    _LOADED[key] = model
+    return model
+
+
+def diffusers_config(folder: Path) -> dict[str, Any]:
+    """A diffusers model's config as ``from_pretrained`` builds it: the file's values over the class's
+    defaults (an SD 1.5 VAE config of 2022 has no ``scaling_factor``; diffusers then uses 0.18215)."""
+    import inspect
+
+    import diffusers
+
+    cfg = json.loads((folder / "config.json").read_text())
+    params = inspect.signature(getattr(diffusers, cfg["_class_name"]).__init__).parameters.values()
+    return {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **cfg}
+
+
 def pipeline_index(folder: Path) -> dict[str, tuple[str, str]]:
     """Components of a diffusers pipeline folder: name -> (library, class name)."""
     index_file = folder / "model_index.json"
@@ -71,29 +172,46 @@ def pipeline_index(folder: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-def load_component(ref: str | Path, name: str, **kwargs: Any) -> Any:
-    """One component (``unet``, ``vae``, ``text_encoder_2``, ``tokenizer``, ``scheduler``…) of a pipeline."""
+def component_folder(ref: str | Path, name: str) -> tuple[Path, str, str]:
+    """``name``'s folder in a pipeline, with its library and class name from ``model_index.json``."""
     folder = resolve_model_dir(ref)
     index = pipeline_index(folder)
     if name not in index:
         raise ModelNotFound(f"{folder}: pipeline has no component {name!r} (has: {', '.join(index)})")
-    library, class_name = index[name]
-    return _component_class(library, class_name).from_pretrained(folder / name, **kwargs)
+    return folder / name, *index[name]
 
 
-def load_pipeline_components(ref: str | Path, names: tuple[str, ...] | None = None, **kwargs: Any) -> dict[str, Any]:
+def load_component(ref: str | Path, name: str, dtype: Any = None) -> Any:
+    """One component (``unet``, ``vae``, ``text_encoder_2``, ``tokenizer``, ``scheduler``…) of a pipeline."""
+    folder, library, class_name = component_folder(ref, name)
+    cls = _component_class(library, class_name)
+    if any(base.__name__ in ("ModelMixin", "PreTrainedModel") for base in cls.__mro__):
+        return load_model(folder, cls, dtype)
+    return cls.from_pretrained(folder)  # tokenizers, schedulers, processors: no weights
+
+
+def load_pipeline_components(ref: str | Path, names: tuple[str, ...] | None = None, dtype: Any = None) -> dict[str, Any]:
     folder = resolve_model_dir(ref)
-    return {name: load_component(folder, name, **kwargs) for name in names or tuple(pipeline_index(folder))}
+    return {name: load_component(folder, name, dtype) for name in names or tuple(pipeline_index(folder))}
 
 
-def load_vae(ref: str | Path, **kwargs: Any) -> Any:
+def vae_folder(ref: str | Path) -> Path:
+    """The folder of a VAE: a pipeline's ``vae/`` or a standalone VAE repository's root. A folder with
+    ``model_index.json`` is a pipeline whatever else lies at its root (the SD 1.5 inpainting repository
+    keeps a UNet ``config.json`` there)."""
+    folder = resolve_model_dir(ref)
+    if (folder / "model_index.json").is_file():
+        return component_folder(folder, "vae")[0]
+    if (folder / "config.json").is_file():
+        return folder
+    raise ModelNotFound(f"{folder}: neither a diffusers pipeline (model_index.json) nor a VAE (config.json)")
+
+
+def load_vae(ref: str | Path, dtype: Any = None) -> Any:
     """A VAE from a pipeline folder's ``vae/`` or a standalone VAE repository (the fp16-safe SDXL VAE)."""
     from diffusers import AutoencoderKL
 
-    folder = resolve_model_dir(ref)
-    if (folder / "config.json").is_file():
-        return AutoencoderKL.from_pretrained(folder, **kwargs)
-    return load_component(folder, "vae", **kwargs)
+    return load_model(vae_folder(ref), AutoencoderKL, dtype)
 
 
 def load_yolo(ref: str | Path, search: tuple[Path, ...] = ()) -> Any:

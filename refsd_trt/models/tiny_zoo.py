@@ -11,15 +11,13 @@ versions of the libraries that write the files, so a change to either builds a f
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from refsd_trt.models.build_once import build_once
+from refsd_trt.models.build_once import content_key as build_key
 from refsd_trt.paths import cache_dir
 
 ZOO_FORMAT = 1  # bump when the layout written here changes
@@ -292,7 +290,7 @@ def content_key(entry: ZooEntry) -> str:
         "tokenizer": WORDS if "transformers" in entry.needs else None,
         "versions": {d: _version(d) for d in ("torch", *entry.needs)},
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return build_key(payload)
 
 
 def zoo_root() -> Path:
@@ -304,25 +302,8 @@ def entry_path(name: str) -> Path:
     if name not in ENTRIES:
         raise KeyError(f"no tiny model {name!r}; the zoo has: {', '.join(ENTRIES)}")
     entry = ENTRIES[name]
-    folder = zoo_root() / f"{name}-{content_key(entry)}"
-    if (folder / ".complete").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename, so a killed build never leaves a half-written entry
-    # that a later run would take for a finished one.
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
-    try:
-        entry.build(staging)
-        (staging / ".complete").write_text(json.dumps({"entry": name, "key": content_key(entry)}))
-        try:
-            os.replace(staging, folder)
-        except OSError:  # another process finished the same entry first
-            if not (folder / ".complete").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
-
+    key = content_key(entry)
+    return build_once(zoo_root() / f"{name}-{key}", entry.build, {"entry": name, "key": key})
 
 def build_all(names: list[str] | None = None) -> dict[str, Path]:
     return {name: entry_path(name) for name in names or ENTRIES}

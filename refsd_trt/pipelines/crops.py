@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from refsd_trt.kernels import coverage, coverage_merge, crop_resize, square_boxes
+from refsd_trt.kernels import coverage, coverage_merge, crop_resize, feather, square_boxes
 from refsd_trt.types import PersonDetections
 
 
@@ -34,6 +34,23 @@ def crop_masks(masks: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor], siz
     """(N, 1, size, size): person j's (n_i, 1, H, W) mask cut with person j's box, all images in order."""
     return torch.cat([crop_resize(mask, box, torch.arange(box.shape[0], device=box.device), (size, size))
                       for mask, box in zip(masks, boxes)])
+
+
+def feather_in_image(alphas: torch.Tensor, boxes: Sequence[torch.Tensor], canvases: Sequence[torch.Tensor],
+                     radius: int) -> torch.Tensor:
+    """(N, 1, S, S) crop-space ``alphas`` (person j's cut with box j) feathered by ``radius`` IMAGE
+    pixels: each is put back on its image (zero outside its box), feathered there, and cut again, so
+    a soft edge is as wide in the image whatever a crop's scale (no host reads: the boxes stay put)."""
+    size, counts, out = alphas.shape[-1], [int(b.shape[0]) for b in boxes], []
+    for alpha, box, canvas in zip(alphas.split(counts), boxes, canvases):
+        height, width = canvas.shape[-2:]
+        # The image, in the coordinates of each crop: crop_resize of that box is the inverse cut.
+        scale = size / (box[:, 2:] - box[:, :2]).clamp_min(1e-6)
+        far = box.new_tensor([width, height])
+        corner = torch.cat([-box[:, :2] * scale, (far - box[:, :2]) * scale], dim=1)
+        whole = crop_resize(alpha, corner, torch.arange(len(box), device=box.device), (height, width))
+        out.append(feather(whole, radius) if len(box) else whole)
+    return crop_masks(out, boxes, size)
 
 
 def merge_crops(canvases: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor], patches: torch.Tensor,

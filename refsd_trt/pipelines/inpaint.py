@@ -22,31 +22,34 @@ from refsd_trt.pipelines.timing import Timer
 from refsd_trt.types import PersonDetections
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InpaintSettings:
-    steps: int = 30
-    strength: float = 0.6  # βd
-    guidance_scale: float = 7.5
-    negative_prompt: str | None = None
-    crop_scale: float = 1.1  # crop side / the box's longer side
-    size: int | None = None  # crop resolution in pixels; None: the UNet's native resolution
-    dilate_px: int = 8  # image pixels the person mask grows before inpainting
-    feather_px: int = 6  # image pixels of the soft edge the crops are pasted back with
-    batch_size: int = 4  # crops per UNet call
+    """What the method runs with, built from the effective RunConfig (``methods.inpaint_settings``): no
+    defaults of its own but the crop resolution."""
+
+    steps: int
+    strength: float  # βd
+    guidance_scale: float
+    negative_prompt: str | None
+    crop_scale: float  # crop side / the box's longer side
+    dilate_px: int  # image pixels the person mask grows before inpainting
+    feather_px: int  # image pixels of the soft edge the crops are pasted back with
+    batch_size: int  # crops per UNet call
+    size: int | None = None  # crop resolution in pixels; None: the UNet's native resolution (tests set less)
 
 
 class InpaintMethod(CropMethod):
     name = "inpaint"
 
-    def __init__(self, inpainter: DiffusionComponents, settings: InpaintSettings = InpaintSettings()):
+    def __init__(self, inpainter: DiffusionComponents, settings: InpaintSettings):
         if inpainter.unet_in_channels != 9:
             raise ValueError("the inpaint method needs a 9-channel inpainting UNet")
         self.settings = settings
         self.size = self.working_size = settings.size or inpainter.native_size
         self.device = inpainter.device
         self.stage = DiffusionStage(inpainter, StageSettings(
-            settings.steps, settings.strength, settings.guidance_scale, settings.negative_prompt,
-            batch_size=settings.batch_size))
+            steps=settings.steps, strength=settings.strength, guidance_scale=settings.guidance_scale,
+            negative_prompt=settings.negative_prompt, batch_size=settings.batch_size))
         self.engines = inpainter.engines("inpaint")
 
     def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],

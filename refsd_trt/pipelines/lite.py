@@ -30,25 +30,30 @@ from refsd_trt.pipelines.scene_fill import fill_scene
 from refsd_trt.pipelines.timing import Timer
 from refsd_trt.types import PersonDetections
 
+# The method's own constants (not user settings):
+# besides dilate_px, masks grow by at least this share of the person's box height: YOLO masks come
+# from 160² prototypes and miss thin parts (fingers, a lanyard) by more than a fixed few pixels on
+# large people.
+MASK_MARGIN = 0.02
+RENDER_SIZE = 256  # avatar crop resolution
+SOFTEN_PX = 1  # render pixels of blur inside the avatar's silhouette edge: anti-aliasing of the render
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class LiteSettings:
-    dilate_px: int = 8  # image pixels the person masks grow before removal, so no outline remains
-    # and at least this share of the person's box height: YOLO masks come from 160² prototypes and
-    # miss thin parts (fingers, a lanyard) by more than a fixed few pixels on large people.
-    mask_margin: float = 0.02
-    soften_px: int = 1  # crop pixels of blur inside the avatar's silhouette edge
-    crop_scale: float = 1.1
-    render_size: int = 256  # avatar crop resolution
+    """What the method runs with, built from the effective RunConfig (``methods.lite_settings``)."""
+
+    dilate_px: int  # image pixels the person masks grow before removal, so no outline remains
+    crop_scale: float  # avatar crop side / the box's longer side
 
 
 class LiteMethod(CropMethod):
     name = "lite"
 
-    def __init__(self, avatars: Avatars, device: torch.device | str = "cpu", settings: LiteSettings = LiteSettings()):
+    def __init__(self, avatars: Avatars, device: torch.device | str, settings: LiteSettings):
         self.avatars, self.device, self.settings = avatars, torch.device(device), settings
         self.engines = {}
-        self.working_size = settings.render_size
+        self.working_size = RENDER_SIZE
 
     def remove(self, canvas: torch.Tensor, detections: PersonDetections) -> None:
         """Fill every person's dilated region of one (3, H, W) [-1, 1] canvas from the scene, in place."""
@@ -57,7 +62,7 @@ class LiteMethod(CropMethod):
         heights = (detections.boxes[:, 3] - detections.boxes[:, 1]).tolist()
         holes = np.zeros((height, width), dtype=bool)
         for region, tall in zip(removal_masks(detections).cpu().numpy(), heights):
-            holes |= failsafe.dilated(region, max(self.settings.dilate_px, round(self.settings.mask_margin * tall)))
+            holes |= failsafe.dilated(region, max(self.settings.dilate_px, round(MASK_MARGIN * tall)))
         cleaned = fill_scene(pixels, holes)
         canvas.copy_(to_float(torch.from_numpy(cleaned).permute(2, 0, 1).to(canvas.device)))
 
@@ -71,12 +76,12 @@ class LiteMethod(CropMethod):
             shown = [confident(d) for d in detections]
             people = [d.subset(k) for d, k in zip(detections, shown)]
             boxes = square_crops(people, canvases, s.crop_scale)
-            avatars = [self.avatars(d, b, s.render_size, [p[j] for j in k.nonzero().flatten().tolist()])
+            avatars = [self.avatars(d, b, RENDER_SIZE, [p[j] for j in k.nonzero().flatten().tolist()])
                        for d, b, p, k in zip(people, boxes, prompts, shown)]
         with timer("merge"):
             alpha = torch.cat([a.alpha for a in avatars])
             merge_crops(canvases, boxes, torch.cat([a.rgb for a in avatars]) * 2 - 1,
-                        gaussian_blur(alpha, s.soften_px) * alpha, [d.masks[:, None].float() for d in people])
+                        gaussian_blur(alpha, SOFTEN_PX) * alpha, [d.masks[:, None].float() for d in people])
 
 
 def confident(detections: PersonDetections) -> torch.Tensor:

@@ -5,7 +5,8 @@
    neighbour overlapping the crop goes too); the crops are pasted back with a feathered edge.
 2. render: an avatar of each person (``Avatars``) is composited onto the cleaned background crop.
 3. refine: SDXL img2img at strength βd, guided by the person's attribute prompt.
-4. merge: the refined avatar region (its alpha, feathered) is pasted back, back to front.
+4. merge: the refined avatar region (its alpha, feathered by ``feather_px`` image pixels, as the
+   removal's edge) is pasted back, back to front.
 """
 
 from __future__ import annotations
@@ -19,37 +20,47 @@ from refsd_trt.attributes import PersonPrompt
 from refsd_trt.diffusion import CropBatch, DiffusionComponents, DiffusionStage, StageSettings
 from refsd_trt.kernels import alpha_blend, dilate, feather
 from refsd_trt.pipelines.avatars import AvatarCrops, Avatars, BodyModelAvatars
-from refsd_trt.pipelines.crops import crop_images, crop_masks, generators, merge_crops, square_crops
+from refsd_trt.pipelines.crops import (
+    crop_images,
+    crop_masks,
+    feather_in_image,
+    generators,
+    merge_crops,
+    square_crops,
+)
 from refsd_trt.pipelines.method import CropMethod
 from refsd_trt.pipelines.timing import Timer
 from refsd_trt.types import PersonDetections
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RefsdSettings:
+    """What the method runs with, built from the effective RunConfig (``methods.refsd_settings``): no
+    defaults of its own but the crop resolutions."""
+
     # Removal (SD inpainting, always from pure noise: nothing of the person may survive).
-    removal_prompt: str = "empty street background, high quality, realistic"
-    removal_negative_prompt: str | None = "person, people, man, woman, child"
-    removal_steps: int = 30
-    removal_guidance_scale: float = 7.5
-    removal_size: int | None = None  # crop resolution; None: the removal UNet's native resolution
+    removal_prompt: str
+    removal_negative_prompt: str | None
+    removal_steps: int
+    removal_guidance_scale: float
     # Refinement (SDXL img2img on the avatar composite).
-    steps: int = 30
-    strength: float = 0.6  # βd
-    guidance_scale: float = 5.0
-    negative_prompt: str | None = None
-    refine_size: int | None = None  # None: the refiner's native resolution
-    crop_scale: float = 1.1  # crop side / the box's longer side, both stages
-    dilate_px: int = 8  # image pixels the person masks grow before removal
-    feather_px: int = 6  # soft paste-back edge: image pixels for removal, crop pixels for refinement
-    batch_size: int = 4  # crops per UNet call
+    steps: int
+    strength: float  # βd
+    guidance_scale: float
+    negative_prompt: str | None
+    crop_scale: float  # crop side / the box's longer side, both stages
+    dilate_px: int  # image pixels the person masks grow before removal
+    feather_px: int  # image pixels of the soft paste-back edge, both stages
+    batch_size: int  # crops per UNet call
+    removal_size: int | None = None  # crop resolution; None: the removal UNet's native one (tests set less)
+    refine_size: int | None = None  # None: the refiner's native resolution (tests set less)
 
 
 class RefsdMethod(CropMethod):
     name = "refsd"
 
     def __init__(self, removal: DiffusionComponents, refiner: DiffusionComponents,
-                 settings: RefsdSettings = RefsdSettings(), avatars: Avatars | None = None):
+                 settings: RefsdSettings, avatars: Avatars | None = None):
         if removal.unet_in_channels != 9 or refiner.unet_in_channels != 4:
             raise ValueError("refsd needs a 9-channel inpainting UNet for removal and a 4-channel refiner")
         s = self.settings = settings
@@ -58,9 +69,11 @@ class RefsdMethod(CropMethod):
         self.removal_size = s.removal_size or removal.native_size
         self.refine_size = self.working_size = s.refine_size or refiner.native_size
         self.remover = DiffusionStage(removal, StageSettings(
-            s.removal_steps, 1.0, s.removal_guidance_scale, s.removal_negative_prompt, batch_size=s.batch_size))
+            steps=s.removal_steps, strength=1.0, guidance_scale=s.removal_guidance_scale,
+            negative_prompt=s.removal_negative_prompt, batch_size=s.batch_size))
         self.refiner = DiffusionStage(refiner, StageSettings(
-            s.steps, s.strength, s.guidance_scale, s.negative_prompt, batch_size=s.batch_size))
+            steps=s.steps, strength=s.strength, guidance_scale=s.guidance_scale,
+            negative_prompt=s.negative_prompt, batch_size=s.batch_size))
         self.engines = {**removal.engines("removal"), **refiner.engines("refine")}
 
     def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
@@ -80,7 +93,10 @@ class RefsdMethod(CropMethod):
         with timer("refine"):
             refined = self.refiner.run(CropBatch(composite, [p.prompt for p in flat], generators(seeds))).images
         with timer("merge"):
-            merge_crops(canvases, boxes, refined, feather(avatar.alpha, s.feather_px), people)
+            # The avatar's soft edge is made at image resolution, like the removal's: feather_px
+            # means image pixels in both stages, whatever a crop's scale.
+            alphas = feather_in_image(avatar.alpha, boxes, canvases, s.feather_px)
+            merge_crops(canvases, boxes, refined, alphas, people)
 
     def _remove(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
                 people: list[torch.Tensor], seeds: list[int]) -> None:
