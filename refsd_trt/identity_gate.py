@@ -10,9 +10,12 @@ the output. The closest counts.
 A distance means something only where the descriptor sees a face: on a tilted face or a badge HOG
 took for one, two identity-free pictures also land close (Zidane's tilted face: 0.53 between the
 original and its classical fill). So every distance is also compared with the *null*: the distance
-from the original to the fail-safe fill of the same place, which holds no identity. A person is still
-recognisable when the output is within ``threshold`` (dlib's same-person 0.6 plus ``MARGIN``) and
-clearly closer than the null (by ``NULL_MARGIN``); the caller then fills them.
+from the original to the fail-safe fill of the same place, which holds no identity. Where the null is
+at least dlib's same-person 0.6, the descriptor tells people apart there, and a person is still
+recognisable when the output is within ``threshold`` (0.6 plus ``MARGIN``) and clearly closer than
+the null (by ``NULL_MARGIN``). Where the null is under 0.6, an absolute distance says nothing, and a
+person is still recognisable when the output is within ``NULL_RATIO`` of the null. Either way the
+caller then fills them.
 
 The descriptor is the one ``refsd-trt eval`` judges faces with (issue 13 asks for that model); the eval
 says so beside its face-leak figures. A person without a findable face cannot be verified; the result
@@ -38,6 +41,9 @@ _NOSE, _EYES, _EARS = 0, (1, 2), (3, 4)
 # Identity-free pictures of one place (an avatar, the fill) sat within 0.04 of each other on the sample
 # photos; lossy copies of the person 0.33-0.64 closer than the fill.
 NULL_MARGIN = 0.05
+# Where the null is under 0.6: identity-free outputs (avatars) sat at 0.86-1.25 times the null on the
+# sample photos, lossy copies of the person (noise, JPEG) at 0.07-0.37 times.
+NULL_RATIO = 0.6
 MIN_FACE_PX = 12  # below this a descriptor is noise: the face is too small to identify anyone either
 
 
@@ -53,8 +59,11 @@ class IdentityCheck:
 
     @property
     def matched(self) -> bool:
-        return (self.distance is not None and self.distance < self.threshold
-                and self.distance < self.null - NULL_MARGIN)
+        if self.distance is None:
+            return False
+        if self.null < FACE_MATCH:  # the descriptor cannot tell this place's faces apart in absolute terms
+            return self.distance < NULL_RATIO * self.null
+        return self.distance < self.threshold and self.distance < self.null - NULL_MARGIN
 
     def to_record(self) -> dict:
         if not self.verified:

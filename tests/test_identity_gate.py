@@ -123,3 +123,17 @@ def test_verify_identity_on_without_the_face_models_is_a_configuration_error(mon
     assert gate is None and why == "identity verification unavailable: dlib-bin is not installed"
     with pytest.raises(ValueError, match="verify_identity must be auto, on or off"):
         RunConfig(verify_identity="maybe")
+
+
+@pytest.mark.parametrize("distance, null, matched", [
+    (0.134, 0.638, True),  # noise on a 44 px bus face
+    (0.589, 0.667, True),  # a weak blur: within dlib's threshold and well under the fill
+    (0.700, 0.667, False),  # lite's avatar on the same face
+    (0.195, 0.530, True),  # noise on Zidane's tilted face, where the fill itself sits at 0.53
+    (0.426, 0.494, False),  # an avatar on that face: absolute 0.43, but no closer than the fill's 0.49
+    (0.323, 0.259, False),  # a place the descriptor cannot read at all
+])
+def test_a_match_is_judged_against_the_fill_of_the_same_place(distance, null, matched):
+    from refsd_trt.identity_gate import IdentityCheck
+
+    assert IdentityCheck(True, distance, null).matched is matched
