@@ -172,23 +172,28 @@ def _max_rel_diff(got, want) -> float:
                / max(1.0, float(want[n].float().abs().max())) for n in want)
 
 
-def check_tensorrt(root: Path) -> str:
+def _tiny_plan(root: Path, entry: str, component: str):
+    """(spec, fp16 ONNX artifact, TensorRT plan artifact) of a tiny-zoo component at the SMALL profile."""
     if importlib.util.find_spec("tensorrt") is None:
         raise Skip("TensorRT is not installed (pip install 'refsd-trt[gpu]')")
-    from refsd_trt.engine.onnxruntime_backend import OrtEngine
-    from refsd_trt.engine.tensorrt_backend import TrtEngine
     from refsd_trt.export import sources
     from refsd_trt.export.formats import export
     from refsd_trt.models.tiny_zoo import entry_path
 
+    ref = entry_path(entry)
+    onnx = export(ref, component, "onnx-fp16", root=root)
+    spec = sources.spec_of(component, onnx.manifest["config"])
+    return spec, onnx, export(ref, component, "tensorrt-fp16", root=root, axes=_profile(spec))
+
+
+def check_tensorrt(root: Path) -> str:
+    from refsd_trt.engine.onnxruntime_backend import OrtEngine
+    from refsd_trt.engine.tensorrt_backend import TrtEngine
+
     lines = []
     for entry, component in COMPONENTS:
-        ref = entry_path(entry)
-        onnx = export(ref, component, "onnx-fp16", root=root)
-        spec = sources.spec_of(component, onnx.manifest["config"])
-        profile = _profile(spec)
-        plan = export(ref, component, "tensorrt-fp16", root=root, axes=profile)
-        axes = {name: r.opt for name, r in profile.items()}
+        spec, onnx, plan = _tiny_plan(root, entry, component)
+        axes = {name: r.opt for name, r in _profile(spec).items()}
         feeds = spec.example_inputs("float16", "cuda", **axes)
         trt = TrtEngine(spec, plan.main_file)
         got = trt.run(feeds)
@@ -204,17 +209,10 @@ def check_tensorrt(root: Path) -> str:
 
 
 def check_graphs(root: Path) -> str:
-    if importlib.util.find_spec("tensorrt") is None:
-        raise Skip("TensorRT is not installed")
+    spec, _, plan = _tiny_plan(root, "sdxl-vae-fp16-fix", "vae_decoder")
     torch = _torch()
     from refsd_trt.engine.tensorrt_backend import TrtEngine
-    from refsd_trt.export import sources
-    from refsd_trt.export.formats import export
-    from refsd_trt.models.tiny_zoo import entry_path
 
-    ref = entry_path("sdxl-vae-fp16-fix")
-    spec = sources.spec_of("vae_decoder", export(ref, "vae_decoder", "onnx-fp16", root=root).manifest["config"])
-    plan = export(ref, "vae_decoder", "tensorrt-fp16", root=root, axes=_profile(spec))
     feeds = spec.example_inputs("float16", "cuda", batch=2, height=256, width=256)
     eager = TrtEngine(spec, plan.main_file).run(feeds)["images"].clone()
     graphed = TrtEngine(spec, plan.main_file, cuda_graph=True)
@@ -227,17 +225,11 @@ def check_graphs(root: Path) -> str:
 
 
 def check_bindings(root: Path) -> str:
-    if importlib.util.find_spec("tensorrt") is None:
-        raise Skip("TensorRT is not installed")
+    spec, _, plan = _tiny_plan(root, "sdxl", "unet")
     torch = _torch()
     from refsd_trt.engine.tensorrt_backend import TrtEngine, aligned
-    from refsd_trt.export import sources
-    from refsd_trt.export.formats import export
-    from refsd_trt.models.tiny_zoo import entry_path
 
-    ref = entry_path("sdxl")
-    spec = sources.spec_of("unet", export(ref, "unet", "onnx-fp16", root=root).manifest["config"])
-    engine = TrtEngine(spec, export(ref, "unet", "tensorrt-fp16", root=root, axes=_profile(spec)).main_file)
+    engine = TrtEngine(spec, plan.main_file)
     feeds = spec.example_inputs("float16", "cuda", batch=2, height=256, width=256, tokens=77)
     rows = torch.tensor([[999.0, 999.0], [501.0, 501.0]], device="cuda")  # a schedule, one row per step
     row = rows[1]
