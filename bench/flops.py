@@ -82,7 +82,8 @@ def count_flops(module: nn.Module, args: Iterable[torch.Tensor]) -> int:
 
 def torch_module(engine: Engine) -> nn.Module:
     """The torch module that computes what ``engine`` computes."""
-    engine = getattr(engine, "inner", engine)  # a micro-batched engine computes what its inner one does
+    while (inner := getattr(engine, "inner", None)) is not None:  # micro-batched, releasable (CPU refsd)
+        engine = inner  # computes what its inner engine does
     module = getattr(engine, "module", None)
     if module is not None:
         return module

@@ -103,7 +103,11 @@ def _build(backend: str, ref: Path, component: str, device: torch.device, precis
         if sources.component(component).copyleft:
             raise ValueError(f"the torch backend would run {sources.component(component).copyleft} code in this "
                              f"process; {component} runs from its ONNX export (onnxruntime or tensorrt)")
-        loaded = sources.load(ref, component)
+        from refsd_trt.models.loaders import fp16_weights_kept
+
+        # on CPUs a variant-only fp16 checkpoint stays fp16 in memory; the engine computes in fp32
+        with fp16_weights_kept(device.type == "cpu" and precision == "float32"):
+            loaded = sources.load(ref, component)
         return TorchEngine(loaded.spec, loaded.model, device, precision)
     artifact = export(ref, component, FORMATS[backend, precision], root=root, progress=progress,
                       axes=dict(profile or {}), isolate=True)

@@ -144,7 +144,8 @@ def component(name: str) -> Component:
 def load(ref: str | Path, name: str) -> Loaded:
     """Load a component as its spec wrapper (fp32, eval, no gradients)."""
     comp = component(name)
-    model = comp.prepare(comp.load(Path(ref)).float().eval().requires_grad_(False))
+    model = comp.load(Path(ref))
+    model = comp.prepare((model if loaders.keeps_fp16(model) else model.float()).eval().requires_grad_(False))
     config = {**comp.config(model), **comp.pipeline_flags(Path(ref))}
     return Loaded(name, comp, wrap_for(comp.kind, model), spec_of(name, config), config)
 

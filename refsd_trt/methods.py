@@ -19,6 +19,7 @@ import torch
 from refsd_trt.config import RunConfig, preset_settings
 from refsd_trt.detection import PersonDetector, YoloPersonDetector, lite_detector
 from refsd_trt.detection.runner import IMGSZ
+from refsd_trt.engine.resident import OneModelAtATime
 from refsd_trt.export.specs import IMAGE, AxisRange
 from refsd_trt.models import tiny_zoo
 from refsd_trt.models.loaders import resolve_model_dir, resolve_weights_file
@@ -129,17 +130,21 @@ def build_detector(preset: Preset, config: RunConfig, device: torch.device) -> P
     return YoloPersonDetector(make(model_path(preset, "detector"), "yolo_seg"), conf=config.conf, pose_engine=pose)
 
 
-def _components(preset: Preset, config: RunConfig, device: torch.device, role: str):
+def _components(preset: Preset, config: RunConfig, device: torch.device, role: str,
+                turns: OneModelAtATime | None = None):
     """A diffusion model's components; a preset's separate ``vae`` (the fp16-safe SDXL VAE) replaces
-    the pipeline's own VAE for the SDXL roles."""
+    the pipeline's own VAE for the SDXL roles. With ``turns``, its engines take turns in memory with
+    the other models' there (``refsd_trt.engine.resident``)."""
     from refsd_trt.diffusion import load_components
 
     make = _engine_factory(config, device)
     folder = model_path(preset, role)
     vae = model_path(preset, "vae") if "vae" in preset.models and role in ("refiner", "inpainter") else folder
     size = native_size(folder)
-    return load_components(folder, lambda name: make(vae if name.startswith("vae") else folder, name, role, size),
-                           config.scheduler, vae=vae)
+    engine = lambda name: make(vae if name.startswith("vae") else folder, name, role, size)
+    if turns is not None:
+        return load_components(folder, lambda name: turns.wrap(role, lambda: engine(name)), config.scheduler, vae=vae)
+    return load_components(folder, engine, config.scheduler, vae=vae)
 
 
 # The one place the effective RunConfig becomes what each method runs with.
@@ -211,8 +216,14 @@ def _refsd(preset: Preset, config: RunConfig, device: torch.device) -> Method:
     from refsd_trt.pipelines.refsd import RefsdMethod
 
     settings = refsd_settings(config)
-    return RefsdMethod(_components(preset, config, device, "removal"), _components(preset, config, device, "refiner"),
-                       settings, avatars=BodyModelAvatars())
+    # On CPUs the two diffusion models take turns in host memory (full size: SD 1.5 inpainting 4.3 GB,
+    # SDXL base 8.7 GB with its fp16-only UNet kept in fp16; together with activations past a 16 GB
+    # budget, engine.resident): each batch loads the one it runs and frees the other. The refiner is built first, then released for the removal model
+    # the first batch runs. GPUs keep both (fp16: about 2.1 + 6.9 GB).
+    turns = OneModelAtATime() if device.type == "cpu" else None
+    refiner = _components(preset, config, device, "refiner", turns)
+    return RefsdMethod(_components(preset, config, device, "removal", turns), refiner, settings,
+                       avatars=BodyModelAvatars())
 
 
 METHODS: dict[str, Callable[[Preset, RunConfig, torch.device], Method]] = {

@@ -126,6 +126,42 @@ def test_a_checkpoint_missing_weights_is_an_error(hub, tmp_path):
         loaders.load_vae(folder)
 
 
+def test_diffusers_models_load_into_an_empty_model_or_not_at_all(hub, monkeypatch):
+    """Issue 18 item 5: without accelerate diffusers falls back, with only a warning, to building the
+    model and loading its weights beside it (twice its size in older diffusers releases than the 0.42.1
+    measured here): loading needs it instead."""
+    import weakref
+
+    from diffusers.models import modeling_utils
+
+    monkeypatch.setattr(modeling_utils, "is_accelerate_available", lambda: False)
+    monkeypatch.setattr(loaders, "_LOADED", weakref.WeakValueDictionary())  # no earlier load to share
+    with pytest.raises(ImportError, match="accelerate"):
+        loaders.load_vae(FP16_FIX_VAE)
+
+
+def test_a_cpu_torch_engine_keeps_fp16_only_weights_in_fp16_and_computes_in_fp32(hub):
+    """Issue 18's memory plan: SDXL base's UNet is in the cache as its fp16 variant only. Cast to fp32 at
+    load it takes 10.3 GB (16 GB while loading, beside the mapped file); kept as stored, 5.1 GB, with the
+    same outputs: each layer computes with an exact fp32 copy of its weights."""
+    from refsd_trt.engine.factory import load_engine
+    from refsd_trt.engine.torch_backend import TorchEngine
+    from refsd_trt.export import sources
+
+    folder = loaders.resolve_model_dir(SDXL)
+    engine = load_engine(folder, "unet", backend="torch", device="cpu")
+    assert {p.dtype for p in engine.module.parameters()} == {torch.float16}
+    cast = sources.load(folder, "unet")  # outside the torch engine: fp32, as exports need
+    assert {p.dtype for p in cast.model.parameters()} == {torch.float32}
+    from refsd_trt.export.validation import validation_axes
+
+    inputs = engine.spec.example_inputs("float32", torch.device("cpu"), **validation_axes(engine.spec))
+    kept, reference = engine.run(inputs), TorchEngine(cast.spec, cast.model).run(inputs)
+    for name, value in reference.items():
+        assert kept[name].dtype == torch.float32 and torch.equal(kept[name], value), name
+    assert {p.dtype for p in engine.module.parameters()} == {torch.float16}  # restored after the call
+
+
 def test_vae_encoder_and_decoder_share_one_loaded_vae(hub):
     """Issue 18 item 5: one load per model, not one per engine."""
     from refsd_trt.export.sources import load
@@ -228,6 +264,38 @@ def test_the_real_presets_run_end_to_end_on_the_real_layout(hub, tmp_path, prese
     expected = ({"removal_unet", "removal_vae_decoder", "refine_unet", "refine_text_encoder_2", "pose"}
                 if preset == "refsd" else {"inpaint_unet", "inpaint_vae_encoder", "inpaint_text_encoder_2"})
     assert {"detector"} | expected <= set(engines), engines
+
+
+@pytest.mark.slow
+def test_refsd_on_cpu_holds_one_diffusion_model_at_a_time(hub, tmp_path, monkeypatch):
+    """Issue 18's memory plan: at full size the removal (4.3 GB) and refinement (13.9 GB) models do not
+    fit a 24 GB machine together; on CPUs each loads only once the other's weights are freed."""
+    import gc
+    import weakref
+
+    from refsd_trt.export import sources
+
+    real_load, alive, loads = sources.load, [], []
+
+    def load(ref, name):
+        gc.collect()
+        others = {r for r, w in alive if w() is not None and r != str(ref)}
+        loads.append((str(ref), name, others))
+        loaded = real_load(ref, name)
+        alive.append((str(ref), weakref.ref(loaded.model)))
+        return loaded
+
+    monkeypatch.setattr(sources, "load", load)
+    config = tmp_path / "run.toml"
+    config.write_text("removal_steps = 2\n")
+    record = _run_cli(tmp_path, "refsd", "torch", "--config", str(config), "--steps", "2", "--batch-size", "1",
+                      "--crop-batch-size", "1")
+    assert record["status"] == "ok" and record["people_count"] == 1
+    removal, refiner = str(loaders.resolve_model_dir(SD15)), str(loaders.resolve_model_dir(SDXL))
+    unets = [(ref, others) for ref, name, others in loads if name == "unet"]
+    assert all(removal not in others and refiner not in others for _, others in unets), loads
+    # built at start-up (refiner first, then removal), then the refiner again for the batch's refinement
+    assert [ref for ref, _ in unets] == [refiner, removal, refiner], loads
 
 
 def test_an_engine_that_cannot_be_built_stops_the_run_with_its_cause(hub, tmp_path, monkeypatch, capsys):

@@ -12,6 +12,9 @@ import importlib
 import json
 import re
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +124,29 @@ def weight_files(folder: Path) -> WeightFiles:
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
+# Whether a model asked for in fp32 whose folder holds only the fp16 variant keeps its weights in
+# fp16 as stored (a CPU torch engine computes with them in fp32, refsd_trt.engine.torch_backend):
+# the same values in half the memory, without the fp32 copy that a cast at load time builds beside the
+# mapped fp16 file (SDXL base's UNet: 10.3 GB, peaking at 16 GB while loading).
+_KEEP_FP16: ContextVar[bool] = ContextVar("keep_fp16", default=False)
+
+
+@contextmanager
+def fp16_weights_kept(keep: bool = True) -> Iterator[None]:
+    token = _KEEP_FP16.set(keep)
+    try:
+        yield
+    finally:
+        _KEEP_FP16.reset(token)
+
+
+def keeps_fp16(model: Any) -> bool:
+    """Whether ``model`` was loaded with its fp16 weights kept (``fp16_weights_kept``)."""
+    import torch
+
+    return _KEEP_FP16.get() and any(p.dtype == torch.float16 for p in model.parameters())
+
+
 def _as_loaded(model: Any, dtype: Any) -> bool:
     return all(p.dtype == dtype and p.device.type == "cpu" for p in model.parameters())
 
@@ -129,16 +155,30 @@ def load_model(folder: Path, cls: Any, dtype: Any = None) -> Any:
     """A diffusers or transformers model from ``folder`` as ``from_pretrained`` loads it, told what its
     defaults get wrong for this project: the dtype (fp32 unless asked: transformers 5 otherwise takes
     the config's ``torch_dtype``, float16 in SDXL's text encoders over fp32 weights), the variant a
-    variant-only cache holds, and missing weights as an error rather than random layers."""
+    variant-only cache holds, missing weights as an error rather than random layers, and diffusers'
+    low-memory loading (accelerate) required rather than skipped with a warning."""
     import torch
 
     dtype = dtype or torch.float32
+    files = weight_files(folder)
+    if dtype == torch.float32 and files.variant == "fp16" and _KEEP_FP16.get():
+        dtype = torch.float16  # as stored (fp16_weights_kept)
     key = (str(folder.resolve()), f"{cls.__module__}.{cls.__name__}", str(dtype))
     if (model := _LOADED.get(key)) is not None and _as_loaded(model, dtype):
         return model
-    files = weight_files(folder)
-    dtype_arg = "torch_dtype" if cls.__module__.startswith("diffusers") else "dtype"
-    model, info = cls.from_pretrained(folder, variant=files.variant, output_loading_info=True, **{dtype_arg: dtype})
+    if cls.__module__.startswith("diffusers"):
+        options = {"torch_dtype": dtype, "low_cpu_mem_usage": True}
+        from diffusers.models import modeling_utils
+
+        if not modeling_utils.is_accelerate_available():
+            # diffusers would fall back, with a warning, to building the model and loading its weights
+            # beside it, which older releases hold twice (0.42.1 maps the file either way: a full-size
+            # SDXL UNet loads at the same peak RSS, README)
+            raise ImportError(f"{folder}: loading diffusers models needs accelerate (pip install accelerate); "
+                              "without it diffusers may hold a model twice while loading it")
+    else:
+        options = {"dtype": dtype}  # transformers 5 always loads weights into an empty model
+    model, info = cls.from_pretrained(folder, variant=files.variant, output_loading_info=True, **options)
     missing = sorted(info["missing_keys"])
     if missing:
         raise IncompleteCheckpoint(f"{folder}: the checkpoint lacks {len(missing)} weight(s) the model needs "
