@@ -2,8 +2,10 @@
 
 An artifact lives in ``<root>/<name>-<key>/`` where the key hashes everything that decides its
 bytes (source weights, spec, opset, precision, tool versions). The manifest beside the files
-records each file's sha256; ``lookup`` re-hashes them, so a truncated or corrupted artifact is
-reported and rebuilt, never handed to a runtime. Folders are built in a staging folder and
+records each file's sha256; ``lookup`` checks them, so a truncated or rewritten artifact is
+reported and rebuilt, never handed to a runtime. A file's hash is remembered per (path, size,
+mtime), as for source checkpoints: every engine load re-hashing a multi-GB UNet would cost more
+than the load, and any write to the file changes its mtime. Folders are built in a staging folder and
 renamed into place, so a killed build leaves nothing that looks finished.
 """
 
@@ -115,7 +117,7 @@ def verify(folder: Path) -> Artifact:
         path = folder / name
         if not path.is_file():
             raise CorruptArtifact(f"{path}: missing")
-        if path.stat().st_size != want["bytes"] or sha256_file(path) != want["sha256"]:
+        if path.stat().st_size != want["bytes"] or _memo_sha256(path) != want["sha256"]:
             raise CorruptArtifact(f"{path}: contents do not match the sha256 recorded in its manifest")
     return Artifact(folder, manifest)
 

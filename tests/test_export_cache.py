@@ -154,3 +154,17 @@ def test_tensorrt_build_run_cache_refit(zoo, tmp_path):
         torch.testing.assert_close(out.float().cpu(), want, atol=2e-2, rtol=2e-2)
     eager.refit(onnx.main_file)  # same weights: exercises the refit path without changing results
     torch.testing.assert_close(eager.run(cuda_feeds)["images"].float().cpu(), want, atol=2e-2, rtol=2e-2)
+
+
+def test_loading_an_unchanged_artifact_again_does_not_rehash_it(text_encoder, tmp_path, monkeypatch):
+    """Every engine load verifies its artifact; a multi-GB UNet must not be hashed again each time."""
+    good = export(text_encoder, "text_encoder", "onnx", root=tmp_path)
+    artifacts.verify(good.folder)  # remembers the file's hash under its (path, size, mtime)
+    hashed = []
+    real = artifacts.sha256_file
+    monkeypatch.setattr(artifacts, "sha256_file", lambda path: hashed.append(path) or real(path))
+    artifacts.verify(good.folder)
+    assert hashed == []
+    good.main_file.write_bytes(good.main_file.read_bytes())  # same bytes, a new mtime: hashed again
+    artifacts.verify(good.folder)
+    assert hashed == [good.main_file]
