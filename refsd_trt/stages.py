@@ -118,7 +118,7 @@ class Watchdog:
             late = timer.overdue()
             if late is not None and worker.is_alive():
                 self._abandoned = (worker, late, time.perf_counter())
-                _ABANDONED.append(worker)
+                _ABANDONED[:] = [*abandoned_workers(), worker]  # finished ones are dropped, not kept forever
                 raise StageTimeout(late)
         if "error" in outcome:
             raise outcome["error"]
