@@ -77,12 +77,15 @@ def _build_onnx(req: Request, staging: Path, parent) -> dict:
     feeds, outputs = validation.reference(loaded.model, loaded.spec)
     model_file = staging / "model.onnx"
     torch_to_onnx.export(loaded, model_file, feeds, req.opset)
+    spec, config, files = loaded.spec, loaded.config, loaded.component.files(req.ref)
+    # Let the torch model go before onnxruntime loads the file: a full-size SDXL UNet is 10 GB in
+    # each (the loaders' cache holds models weakly).
+    del loaded
     cleanup = onnx_cleanup.clean(model_file)
     validation.save_reference(staging / validation.REFERENCE_FILE, feeds, outputs)
-    checked = (validation.validate_onnx(model_file, loaded.spec, staging / validation.REFERENCE_FILE, "float32")
+    checked = (validation.validate_onnx(model_file, spec, staging / validation.REFERENCE_FILE, "float32")
                if req.validate else None)
-    files = loaded.component.files(req.ref)
-    return {"config": loaded.config, "cleanup": cleanup, "validation": checked,
+    return {"config": config, "cleanup": cleanup, "validation": checked,
             "source": {"ref": str(req.ref.resolve()), "sha256": artifacts.source_digest(files),
                        "files": [str(p) for p in files]}}
 

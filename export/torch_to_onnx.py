@@ -34,5 +34,6 @@ def export(loaded: Loaded, path: Path, feeds: Mapping[str, torch.Tensor], opset:
             input_names=list(spec.input_names), output_names=list(spec.output_names),
             dynamic_axes=spec.dynamic_axes(), opset_version=opset, do_constant_folding=True, dynamo=False,
         )
-        # Re-save so oversized models land as one model file plus one weights file beside it.
-        onnx_files.save(onnx_files.load(raw), path)
+        # Re-save so oversized models land as one model file plus one weights file beside it (the
+        # exporter writes one file per weight past 2 GB), streamed: the torch model is still in memory.
+        onnx_files.resave(raw, path)

@@ -12,10 +12,12 @@ so in one line. Each check is the GPU half of a decision the CPU test suite cove
 5. CuPy kernels compile and match torch
 6. a tiny TensorRT build and run per component, against onnxruntime on the same feeds, with its
    activation memory for the shape run
-7. CUDA graph capture vs eager, on the engine's own stream
-8. bindings: a feed that is a row of a larger tensor (not 256-byte aligned) gives the same result
-9. every backend against torch fp32 on the tiny zoo's VAE decoder
-10. the gpu-marked tests (source checkouts only)
+7. the same plans against onnxruntime-CPU through polygraphy's comparator (its TensorRT and
+   ONNX-Runtime runners on the same feeds), so a bad plan is caught before a pipeline runs it
+8. CUDA graph capture vs eager, on the engine's own stream
+9. bindings: a feed that is a row of a larger tensor (not 256-byte aligned) gives the same result
+10. every backend against torch fp32 on the tiny zoo's VAE decoder
+11. the gpu-marked tests (source checkouts only)
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import importlib.util
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from refsd_trt.io.errors import one_line
@@ -208,6 +211,65 @@ def check_tensorrt(root: Path) -> str:
     return "TensorRT = onnxruntime on the same feeds: " + "; ".join(lines)
 
 
+@dataclass(frozen=True)
+class RunnerComparison:
+    """What polygraphy's comparator found between two runners on the same feeds."""
+
+    passed: bool  # polygraphy's verdict: no element past both tolerances
+    max_abs: dict[str, float]  # per output, over every feed
+    tolerance: float
+
+
+def compare_runners(first, second, feeds: Sequence[Mapping[str, object]], tolerance: float) -> RunnerComparison:
+    """Run two polygraphy runners on ``feeds`` (numpy arrays) through ``Comparator`` and compare the
+    second with the first: an element fails past ``tolerance`` both absolute and relative."""
+    import numpy as np
+    from polygraphy.comparator import Comparator, SimpleCompareFunc
+
+    results = Comparator.run([first, second], data_loader=list(feeds))
+    accuracy = Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(atol=tolerance, rtol=tolerance))
+    (_, a), (_, b) = results.items()
+    max_abs = {name: max(float(np.abs(x[name].astype(np.float32) - y[name].astype(np.float32)).max())
+                         for x, y in zip(a, b)) for name in a[0]}
+    return RunnerComparison(bool(accuracy), max_abs, tolerance)
+
+
+def onnxruntime_runner(path: Path, name: str):
+    """polygraphy's ONNX-Runtime runner on the CPU provider (the reference a TensorRT plan answers to)."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+
+    return OnnxrtRunner(SessionFromOnnx(str(path), providers=["cpu"]), name=name)
+
+
+def tensorrt_runner(plan: Path, name: str):
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    return TrtRunner(EngineFromBytes(BytesFromPath(str(plan))), name=name)
+
+
+# fp16 TensorRT against fp16 onnxruntime-CPU: kernels and accumulation orders differ, weights do not.
+POLYGRAPHY_TOLERANCE = 2e-2
+
+
+def check_polygraphy(root: Path) -> str:
+    if importlib.util.find_spec("polygraphy") is None:
+        raise Skip("polygraphy is not installed (pip install 'refsd-trt[gpu]')")
+    lines = []
+    for entry, component in COMPONENTS:
+        spec, onnx, plan = _tiny_plan(root, entry, component)
+        axes = {name: r.opt for name, r in _profile(spec).items()}
+        feeds = {k: v.numpy() for k, v in spec.example_inputs("float16", "cpu", **axes).items()}
+        found = compare_runners(tensorrt_runner(plan.main_file, "tensorrt"),
+                                onnxruntime_runner(onnx.main_file, "onnxruntime-cpu"), [feeds], POLYGRAPHY_TOLERANCE)
+        worst = max(found.max_abs.values())
+        if not found.passed:
+            raise RuntimeError(f"{entry}:{component}: polygraphy's comparator finds TensorRT and onnxruntime-cpu "
+                               f"apart past {found.tolerance} (max abs {worst:.3g})")
+        lines.append(f"{entry}:{component} {worst:.1e}")
+    return "polygraphy Comparator, TensorRT vs onnxruntime-cpu (max abs): " + "; ".join(lines)
+
+
 def check_graphs(root: Path) -> str:
     spec, _, plan = _tiny_plan(root, "sdxl-vae-fp16-fix", "vae_decoder")
     torch = _torch()
@@ -288,6 +350,7 @@ def checks(work: Path) -> list[tuple[str, Callable[[], str]]]:
         ("stream ordering", lambda: check_stream_order(work)),
         ("CuPy kernels", check_cupy),
         ("TensorRT per component", lambda: check_tensorrt(artifacts)),
+        ("polygraphy comparator", lambda: check_polygraphy(artifacts)),
         ("CUDA graph vs eager", lambda: check_graphs(artifacts)),
         ("aligned bindings", lambda: check_bindings(artifacts)),
         ("backends vs torch", lambda: check_backends(artifacts)),
