@@ -17,6 +17,7 @@ the next call raises ``StageHung``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -268,7 +269,8 @@ class Anonymizer:
         if self.gate is None:
             return output, {**checks, **{j: {"verified": False, "why": self.gate_off_why} for j in todo}}
         try:
-            null = failsafe.fill_people(source, masks[todo], radius)
+            # The fill is a whole-image inpaint the gate needs only for close calls: made on demand.
+            null = functools.partial(failsafe.fill_people, source, masks[todo], radius)
             keypoints = det.keypoints.cpu().numpy() if det.keypoints is not None else None
             found: dict[int, IdentityCheck] = self.gate.check(source, output, null, det.boxes.cpu().numpy(),
                                                               keypoints, todo)

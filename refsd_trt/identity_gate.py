@@ -24,7 +24,8 @@ says so and nothing else is inferred.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,13 +54,15 @@ class IdentityCheck:
 
     verified: bool  # a face was located and compared
     distance: float | None = None  # smallest descriptor distance, output to original
-    null: float | None = None  # the same, from the fail-safe fill of that face (no identity)
+    # The same, from the fail-safe fill of that face (no identity); None where the distance is at or
+    # above ``threshold``, which no null can turn into a match (see ``needs_null``).
+    null: float | None = None
     threshold: float = FACE_MATCH + MARGIN
     why: str = ""  # when not verified
 
     @property
     def matched(self) -> bool:
-        if self.distance is None:
+        if self.distance is None or self.null is None:  # no null: the distance was too far to match
             return False
         if self.null < FACE_MATCH:  # the descriptor cannot tell this place's faces apart in absolute terms
             return self.distance < NULL_RATIO * self.null
@@ -68,8 +71,17 @@ class IdentityCheck:
     def to_record(self) -> dict:
         if not self.verified:
             return {"verified": False, "why": self.why}
-        return {"verified": True, "distance": round(self.distance, 4), "null_distance": round(self.null, 4),
+        null = None if self.null is None else round(self.null, 4)
+        return {"verified": True, "distance": round(self.distance, 4), "null_distance": null,
                 "threshold": self.threshold, "matched": self.matched}
+
+
+def needs_null(distance: float, threshold: float) -> bool:
+    """Whether a match at ``distance`` depends on the null. At or above ``threshold`` it cannot match:
+    with a null of at least 0.6 a match needs ``distance < threshold``, and with a smaller null it
+    needs ``distance < NULL_RATIO * null < 0.36``. So the null's fill and descriptor (a whole-image
+    inpaint and a ResNet pass) are only computed for the close calls."""
+    return distance < threshold
 
 
 def keypoint_face_box(keypoints: np.ndarray, person_box: Sequence[float]) -> tuple[float, ...] | None:
@@ -138,11 +150,13 @@ class IdentityGate:
                 found.append((face.descriptor, box))
         return found
 
-    def check(self, original: np.ndarray, output: np.ndarray, null: np.ndarray, boxes: np.ndarray,
-              keypoints: np.ndarray | None, people: Sequence[int]) -> dict[int, IdentityCheck]:
+    def check(self, original: np.ndarray, output: np.ndarray, null: np.ndarray | Callable[[], np.ndarray],
+              boxes: np.ndarray, keypoints: np.ndarray | None, people: Sequence[int]) -> dict[int, IdentityCheck]:
         """One ``IdentityCheck`` per person index in ``people``. HxWx3 uint8 RGB images: ``null`` is the
-        original with those people filled by the fail-safe; (n, 4) xyxy boxes; (n, 17, 3) COCO
-        keypoints or None."""
+        original with those people filled by the fail-safe, or a function making it (called at most
+        once, only if some person's distance needs it); (n, 4) xyxy boxes; (n, 17, 3) COCO keypoints
+        or None."""
+        null_image = functools.cache(null if callable(null) else lambda: null)
         results = {}
         for j in people:
             box = boxes[j].tolist()
@@ -159,6 +173,8 @@ class IdentityGate:
                         for reference, face_box in references
                         for q in [self.identity.descriptor_at(output, face_box), *found]), key=lambda t: t[0])
             distance, face_box, reference = best
-            null_distance = float(np.linalg.norm(self.identity.descriptor_at(null, face_box) - reference))
+            null_distance = None
+            if needs_null(distance, self.threshold):
+                null_distance = float(np.linalg.norm(self.identity.descriptor_at(null_image(), face_box) - reference))
             results[j] = IdentityCheck(True, distance, null_distance, self.threshold)
         return results

@@ -12,7 +12,7 @@ from refsd_trt.api import Anonymizer, build_gate
 from refsd_trt.config import RunConfig
 from refsd_trt.detection import lite_detector
 from refsd_trt.eval.probe import NearIdentity
-from refsd_trt.identity_gate import IdentityGate, keypoint_face_box
+from refsd_trt.identity_gate import IdentityCheck, IdentityGate, keypoint_face_box, needs_null
 from refsd_trt.presets import PRESETS
 
 pytest.importorskip("dlib", reason="the identity gate needs the eval extra's dlib")
@@ -67,7 +67,8 @@ def test_the_gate_passes_a_replaced_face_and_says_why_it_could_not_check_others(
     keypoints = detections.keypoints.numpy()
     checks = gate.check(image, null, null, detections.boxes.numpy(), keypoints, range(len(detections)))
     face = checks[0]
-    assert face.verified and face.distance == face.null and not face.matched
+    # The fill is far from the face: no null could make that a match, so none was computed.
+    assert face.verified and face.null is None and not face.matched
     assert face.distance > 0.7
     # The small person at the bottom right has no face to compare.
     assert any(not c.verified and c.why == "no face found to compare" for c in checks.values())
@@ -137,3 +138,33 @@ def test_a_match_is_judged_against_the_fill_of_the_same_place(distance, null, ma
     from refsd_trt.identity_gate import IdentityCheck
 
     assert IdentityCheck(True, distance, null).matched is matched
+
+
+def test_the_null_fill_is_made_only_for_a_close_call(gate, eval_photos, jpeg):
+    """The null (a whole-image inpaint and a descriptor) decides only distances under the threshold."""
+    image = eval_photos["astronaut"]
+    box = np.array([[3.0, 19.0, 393.0, 512.0]])
+    calls = []
+
+    def null():
+        calls.append(1)
+        face = np.zeros((1, *image.shape[:2]), bool)
+        face[0, 60:180, 160:280] = True  # the astronaut's face
+        return failsafe.fill_people(image, face, 0)
+
+    grey = np.full_like(image, 128)
+    far = gate.check(image, grey, null, box, None, [0])[0]
+    assert far.verified and far.distance >= far.threshold and far.null is None and not far.matched
+    assert calls == []
+    close = gate.check(image, jpeg(image, 30), null, box, None, [0])[0]
+    assert close.distance < 0.25 and close.null > 0.6 and close.matched
+    assert calls == [1]
+
+
+
+def test_no_null_turns_a_distance_at_the_threshold_into_a_match():
+    """Why the gate may skip the null fill above the threshold: with any null it would not match."""
+    for distance in (0.65, 0.66, 0.8, 1.2):
+        assert not needs_null(distance, 0.65)
+        assert not any(IdentityCheck(True, distance, float(null)).matched for null in np.linspace(0.0, 2.0, 401))
+    assert needs_null(0.64, 0.65) and IdentityCheck(True, 0.2, 0.7).matched

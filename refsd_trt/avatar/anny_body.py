@@ -10,7 +10,9 @@ import torch
 
 from refsd_trt.avatar.attributes import age_group, gender, generator, uniform
 from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyRegion, NamedPoses, joint_specs
+from refsd_trt.avatar.posed_chain import PosedChain
 from refsd_trt.avatar.records import AvatarParams, BodyOutput
+from refsd_trt.avatar.rotations import rotvec_to_rotmat
 
 # Anny is Z-up, facing -y, with the person's left on +x; the body frame is OpenCV-like (y down, facing -z).
 _ANNY_TO_BODY = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -89,22 +91,31 @@ class AnnyBody(NamedPoses, torch.nn.Module):
 
     def keypoint_model(self, shape: torch.Tensor) -> Callable[[AvatarParams], torch.Tensor]:
         """Skinning is linear in the rest vertices, so each COCO keypoint is a fixed blend of bone
-        transforms applied to per-bone anchor points that depend on the shape only. Precomputing the
-        anchors (K, bones, 4) makes a fitting step cost the forward kinematics alone."""
+        transforms applied to per-bone anchor points that depend on the shape only. Bones between
+        the posable joints move with their nearest posed ancestor (``PosedChain``), so their anchors
+        fold into that joint's: a fitting step costs the kinematics of the 12 posable joints alone."""
         with torch.no_grad():
             rest = self.model(phenotype_kwargs=shape)
-            skin = torch.zeros((self.model.template_vertices.shape[0], len(self.model.bone_labels)),
-                               device=self.device, dtype=self.dtype)
+            rest_poses = rest["rest_bone_poses"]
+            bones = len(self.model.bone_labels)
+            skin = torch.zeros((self.model.template_vertices.shape[0], bones), device=self.device, dtype=self.dtype)
             skin.scatter_add_(1, self.model.vertex_bone_indices, self.model.vertex_bone_weights.to(self.dtype))
             homogeneous = torch.nn.functional.pad(rest["rest_vertices"], (0, 1), value=1.0)
             anchors = torch.einsum("kv,vj,bvd->bkjd", self._coco_weights, skin, homogeneous)
-            rest_bone_poses = rest["rest_bone_poses"]
+            zero = torch.eye(4, device=self.device, dtype=self.dtype).expand(rest_poses.shape[0], bones, 4, 4)
+            zero_transforms, zero_poses = self.model.get_bone_transforms(zero, rest_poses)
+            chain = PosedChain(self.model.bone_parents, self._joint_bones.tolist(), rest_poses, zero_poses,
+                               self.model.reference_bone_orientations)
+            # Each bone's anchors carried by its zero-delta transform, summed per group (posed joint or root).
+            carried = torch.einsum("bjxy,bkjy->bkjx", zero_transforms, anchors)
+            group = torch.tensor([g if g >= 0 else len(self.joints) for g in chain.group], device=self.device)
+            folded = carried.new_zeros((*carried.shape[:2], len(self.joints) + 1, 4)).index_add_(2, group, carried)
+            folded = folded.flatten(2)  # (B, K, (J + 1) * 4)
 
         def keypoints(params: AvatarParams) -> torch.Tensor:
-            transforms, _ = self.model.get_bone_transforms(self._bone_deltas(params.body_pose), rest_bone_poses)
-            # (B, K, J*4) @ (B, J*4, 3): one batched matmul (einsum picks a far slower path here).
-            rows = transforms[:, :, :3, :].permute(0, 1, 3, 2).reshape(transforms.shape[0], -1, 3)
-            points = anchors.flatten(2) @ rows
+            motions = chain.motions(rotvec_to_rotmat(params.body_pose))  # (B, J + 1, 3, 4)
+            # (B, K, (J+1)*4) @ (B, (J+1)*4, 3): one batched matmul (einsum picks a far slower path here).
+            points = folded @ motions.transpose(-1, -2).reshape(motions.shape[0], -1, 3)
             return points @ self._orientation(params.global_orient).transpose(1, 2)
 
         return keypoints
@@ -113,12 +124,12 @@ class AnnyBody(NamedPoses, torch.nn.Module):
         """(B, J, 3) axis-angles of the posable joints -> (B, bones, 4, 4) Anny deltas (identity elsewhere)."""
         eye = torch.eye(4, device=self.device, dtype=self.dtype)
         deltas = eye.repeat(body_pose.shape[0], len(self.model.bone_labels), 1, 1)
-        deltas[:, self._joint_bones, :3, :3] = roma.rotvec_to_rotmat(body_pose)
+        deltas[:, self._joint_bones, :3, :3] = rotvec_to_rotmat(body_pose)
         return deltas
 
     def _orientation(self, global_orient: torch.Tensor) -> torch.Tensor:
         """(B, 3, 3) Anny frame -> body frame, then the global orientation."""
-        return roma.rotvec_to_rotmat(global_orient) @ self._to_body
+        return rotvec_to_rotmat(global_orient) @ self._to_body
 
     def sample_shape(self, attributes: Mapping[str, str], seed: int) -> torch.Tensor:
         gen = generator(seed, stream=0)

@@ -15,6 +15,7 @@ import torch
 from refsd_trt.avatar.body_model import COCO_KEYPOINTS, BodyModel, rest_params
 from refsd_trt.avatar.pose_prior import pose_prior
 from refsd_trt.avatar.records import AvatarParams, Camera
+from refsd_trt.threads import one_thread
 
 BOTTOM_MARGIN = 0.02  # of the image height: a box ending this close to the bottom is cut off there
 VISIBLE_FRACTION = 0.45  # of a cut-off person's height at least in view (head and chest)
@@ -105,6 +106,14 @@ def fit_keypoints(
     The loss is the confidence-weighted squared reprojection error in box heights (so that every
     person counts alike whatever their size) plus ``pose_prior``; the best yaw start wins per person.
     """
+    with one_thread():  # hundreds of steps on tensors a few dozen numbers long
+        return _fit_keypoints(body, keypoints, boxes, image_size, shape, focal, settings)
+
+
+def _fit_keypoints(
+    body: BodyModel, keypoints: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],
+    shape: torch.Tensor, focal: torch.Tensor | None, settings: FitSettings,
+) -> FitResult:
     count, starts = keypoints.shape[0], len(settings.yaw_starts)
     start = fit_boxes(body, boxes, image_size, shape, focal)
     # Row i * starts + s of every batched tensor is person i from yaw start s.
@@ -123,20 +132,25 @@ def fit_keypoints(
     shape_rows = expand(start.params.shape)
     keypoint_model = body.keypoint_model(shape_rows)
 
+    torso_weight = torch.zeros_like(weight)
+    torso_weight[:, _TORSO] = weight[:, _TORSO]
+
     def placement() -> Camera:
-        depth = base[:, 2] * log_depth.exp()
-        xy = base[:, :2] * log_depth.exp()[:, None] + shift * (box_h * depth)[:, None] / focal_px
+        scale = log_depth.exp()
+        depth = base[:, 2] * scale
+        xy = base[:, :2] * scale[:, None] + shift * (box_h * depth)[:, None] / focal_px
         return Camera(focal_px, principal, torch.cat([xy, depth[:, None]], dim=1))
 
     def losses(torso_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        params = AvatarParams(orient, pose, shape_rows)
+        # While only the camera is fitted the pose is a constant: no gradient through the skeleton,
+        # and the prior (a function of the pose alone) adds nothing to the camera's gradients.
+        params = AvatarParams(orient, pose.detach() if torso_only else pose, shape_rows)
         pixels = placement().project(keypoint_model(params))
-        w = weight
-        if torso_only:
-            w = torch.zeros_like(weight)
-            w[:, _TORSO] = weight[:, _TORSO]
+        w = torso_weight if torso_only else weight
         squared = ((pixels - target) / box_h[:, None, None]).square().sum(-1)
         data = (w * squared).sum(-1) / w.sum(-1).clamp_min(1e-6)
+        if torso_only:
+            return data, pixels
         return data + pose_prior(pose, body.joints, body.bone_directions, settings.prior_weight), pixels
 
     # Adam rather than L-BFGS: its updates are elementwise, so every person and start converges on

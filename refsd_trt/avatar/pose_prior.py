@@ -12,6 +12,8 @@ The penalties are quadratic, so the prior is smooth and the optimiser can cross 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from refsd_trt.avatar.body_model import JointSpec
@@ -26,19 +28,26 @@ TWIST_WEIGHT = 1e-2
 def pose_prior(body_pose: torch.Tensor, joints: tuple[JointSpec, ...], bone_directions: torch.Tensor,
                rest_weight: float) -> torch.Tensor:
     """(B, J, 3) axis-angles and (J, 3) unit bone directions -> (B,) prior energy."""
-    weights = body_pose.new_tensor([j.weight for j in joints])
-    twist_weights = body_pose.new_tensor([j.twist_weight for j in joints])
-    max_angles = body_pose.new_tensor([j.max_angle for j in joints])
+    weights, twist_weights, max_angles, hinge, other_axes = _terms(joints, body_pose.dtype, body_pose.device)
     angles = body_pose.norm(dim=-1)
     energy = rest_weight * (weights * body_pose.square().sum(-1)).sum(-1)
     energy = energy + TWIST_WEIGHT * (twist_weights * (body_pose * bone_directions).sum(-1).square()).sum(-1)
     energy = energy + LIMIT_WEIGHT * (angles - max_angles).clamp_min(0).square().sum(-1)
+    # Hinge joints: any rotation off the hinge axis, and bending backwards (zero rows elsewhere).
+    bend = (body_pose * hinge).sum(-1)
+    return energy + LIMIT_WEIGHT * ((body_pose.square() * other_axes).sum((-1, -2)) + bend.clamp_max(0).square().sum(-1))
+
+
+@functools.lru_cache(maxsize=8)
+def _terms(joints: tuple[JointSpec, ...], dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The per-joint constants, built once rather than at every fitting step: weights, twist weights,
+    angle limits (J,), the hinge axis one-hot and the other axes of hinge joints (J, 3)."""
+    hinge = torch.zeros((len(joints), 3), dtype=dtype, device=device)
+    other_axes = torch.zeros_like(hinge)
     for index, joint in enumerate(joints):
-        if joint.hinge_axis is None:
-            continue
-        off_axis = [axis for axis in range(3) if axis != joint.hinge_axis]
-        bend = body_pose[:, index, joint.hinge_axis]
-        energy = energy + LIMIT_WEIGHT * (
-            body_pose[:, index, off_axis].square().sum(-1) + bend.clamp_max(0).square()
-        )
-    return energy
+        if joint.hinge_axis is not None:
+            hinge[index, joint.hinge_axis] = 1.0
+            other_axes[index] = 1.0 - hinge[index]
+    as_tensor = lambda values: torch.tensor(values, dtype=dtype, device=device)
+    return (as_tensor([j.weight for j in joints]), as_tensor([j.twist_weight for j in joints]),
+            as_tensor([j.max_angle for j in joints]), hinge, other_axes)

@@ -28,6 +28,7 @@ from refsd_trt.pipelines.crops import merge_crops, square_crops
 from refsd_trt.pipelines.method import CropMethod
 from refsd_trt.pipelines.scene_fill import fill_scene
 from refsd_trt.pipelines.timing import Timer
+from refsd_trt.threads import one_thread
 from refsd_trt.types import PersonDetections
 
 # The method's own constants (not user settings):
@@ -68,6 +69,11 @@ class LiteMethod(CropMethod):
 
     def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
                 prompts: Sequence[Sequence[PersonPrompt]], timer: Timer) -> None:
+        with one_thread():  # crops of 256 px and a body of 1,229 vertices: see refsd_trt.threads
+            self._repaint(canvases, detections, prompts, timer)
+
+    def _repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
+                 prompts: Sequence[Sequence[PersonPrompt]], timer: Timer) -> None:
         s = self.settings
         with timer("remove"):
             for canvas, det in zip(canvases, detections):
