@@ -62,16 +62,17 @@ def device_peak(device: torch.device) -> tuple[float | None, str]:
 MATMUL_SIZE = 2048
 
 
-def measured_matmul_flops(repeats: int = 5) -> float:
-    """Median FLOP/s of fp32 CPU matrix products large enough to run at the BLAS's best."""
-    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+def measured_matmul_flops(repeats: int = 5, dtype: torch.dtype = torch.float32, size: int = MATMUL_SIZE) -> float:
+    """Median FLOP/s of CPU matrix products large enough to run at the BLAS's best (bf16: oneDNN's
+    AMX kernels where the CPU has them)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b  # warm-up: thread pool start, page faults
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - start)
-    return 2 * MATMUL_SIZE**3 / statistics.median(times)
+    return 2 * size**3 / statistics.median(times)
 
 
 def count_flops(module: nn.Module, args: Iterable[torch.Tensor]) -> int:
@@ -96,10 +97,13 @@ def torch_module(engine: Engine) -> nn.Module:
     return loaded.model.to(engine.device, torch.float16 if engine.precision == "float16" else torch.float32)
 
 
-def _args(call: EngineCall, engine: Engine) -> list[torch.Tensor]:
+def _args(call: EngineCall, engine: Engine, module: nn.Module) -> list[torch.Tensor]:
     """Positional inputs in the spec's order, as the torch wrapper takes them. Values do not change
-    the count: zeros are valid ids, timesteps and pixels alike."""
-    feeds = {name: torch.zeros(shape, dtype=getattr(torch, dtype), device=engine.device)
+    the count: zeros are valid ids, timesteps and pixels alike. A bf16 torch engine's module takes
+    bf16 (its engine casts the float32 feeds at the boundary)."""
+    bf16 = any(p.dtype == torch.bfloat16 for p in module.parameters())
+    as_called = lambda dtype: torch.bfloat16 if bf16 and dtype.is_floating_point else dtype
+    feeds = {name: torch.zeros(shape, dtype=as_called(getattr(torch, dtype)), device=engine.device)
              for name, shape, dtype in call.shapes}
     return [feeds[name] for name in engine.spec.input_names if name in feeds]
 
@@ -118,7 +122,8 @@ class FlopModel:
             engine = self.engines[call.engine]
             if call.engine not in self._modules:
                 self._modules[call.engine] = torch_module(engine)
-            self._per_call[key] = count_flops(self._modules[call.engine], _args(call, engine))
+            module = self._modules[call.engine]
+            self._per_call[key] = count_flops(module, _args(call, engine, module))
         return self._per_call[key]
 
     def flops_by_engine(self, calls: Iterable[EngineCall]) -> dict[str, int]:

@@ -17,7 +17,7 @@ from refsd_trt.modelspec import ModelSpec
 class Engine(ABC):
     spec: ModelSpec
     device: torch.device
-    precision: str  # "float32" or "float16": the dtype of the model's float inputs and outputs
+    precision: str  # "float32", "float16" or "bfloat16" (CPU: bf16 compute, float32 inputs and outputs)
     backend: str  # short name, e.g. "torch", "onnxruntime-cpu", "tensorrt"
     # True where every new shape costs (a captured CUDA graph per shape): callers then pad their
     # last batch to a size they already ran instead of running a smaller one.

@@ -31,19 +31,31 @@ from refsd_trt.export.validation import validation_axes
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("float32", "float16")
-# The artifact each compiled backend runs, by precision.
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("float32", "float16", "bfloat16")
+# The artifact each compiled backend runs, by precision. OpenVINO compiles the fp32 ONNX to bf16
+# itself (its inference precision hint), so bf16 needs no artifact of its own.
 FORMATS = {
     ("onnxruntime", "float32"): "onnx",
     ("onnxruntime", "float16"): "onnx-fp16",
+    ("openvino", "float32"): "onnx",
+    ("openvino", "bfloat16"): "onnx",
     ("tensorrt", "float32"): "tensorrt",
     ("tensorrt", "float16"): "tensorrt-fp16",
 }
+# The ONNX artifact whose manifest records auto's timings for a precision (every compiled backend
+# of that precision derives from it).
+TIMINGS_FORMAT = {"float32": "onnx", "float16": "onnx-fp16", "bfloat16": "onnx"}
 
 
-def available_backends(device: torch.device) -> list[str]:
+def available_backends(device: torch.device, precision: str = "float32") -> list[str]:
+    """The backends that run ``precision`` on ``device`` here. bf16 is a CPU precision: torch (oneDNN,
+    AMX) and OpenVINO where installed; onnxruntime has no bf16 CPU kernels worth timing."""
     found = ["torch"]
+    if precision == "bfloat16":
+        from refsd_trt.engine.openvino_backend import openvino_available
+
+        return found + ["openvino"] if openvino_available() else found
     import onnxruntime as ort
 
     if device.type == "cpu" or "CUDAExecutionProvider" in ort.get_available_providers():
@@ -70,8 +82,12 @@ def load_engine(source: str | Path, component: str | None = None, backend: str =
     onnxruntime)."""
     device = torch.device(device)
     ref, component, precision = resolve_source(Path(source).expanduser(), component, precision)
+    if precision == "bfloat16" and device.type != "cpu":
+        raise ValueError(f"bfloat16 engines are for CPUs; {device} runs float16 or float32")
     if backend not in (*BACKENDS, "auto"):
         raise ValueError(f"backend must be one of {', '.join((*BACKENDS, 'auto'))}, got {backend!r}")
+    if backend not in ("torch", "auto") and (backend, precision) not in FORMATS:
+        raise ValueError(f"the {backend} backend has no {precision} engines")
     if backend == "auto":
         recorded = RecordedTimings.locate(ref, component, device, precision, axes, root, progress)
         backend, timed = _choose_backend(recorded, ref, device, precision, profile, root, progress)
@@ -105,8 +121,9 @@ def _build(backend: str, ref: Path, component: str, device: torch.device, precis
                              f"process; {component} runs from its ONNX export (onnxruntime or tensorrt)")
         from refsd_trt.models.loaders import fp16_weights_kept
 
-        # on CPUs a variant-only fp16 checkpoint stays fp16 in memory; the engine computes in fp32
-        with fp16_weights_kept(device.type == "cpu" and precision == "float32"):
+        # on CPUs a variant-only fp16 checkpoint stays fp16 in memory; the engine computes in fp32 (or
+        # casts it to bf16 without an fp32 copy of the whole model first: 5 GB less for SDXL's UNet)
+        with fp16_weights_kept(device.type == "cpu" and precision in ("float32", "bfloat16")):
             loaded = sources.load(ref, component)
         return TorchEngine(loaded.spec, loaded.model, device, precision)
     artifact = export(ref, component, FORMATS[backend, precision], root=root, progress=progress,
@@ -116,6 +133,10 @@ def _build(backend: str, ref: Path, component: str, device: torch.device, precis
         from refsd_trt.engine.onnxruntime_backend import OrtEngine
 
         return OrtEngine(spec, artifact.main_file, device, **engine_options)
+    if backend == "openvino":
+        from refsd_trt.engine.openvino_backend import OpenVinoEngine
+
+        return OpenVinoEngine(spec, artifact.main_file, device, precision, **engine_options)
     from refsd_trt.engine.tensorrt_backend import TrtEngine
 
     return TrtEngine(spec, artifact.main_file, device, **engine_options)
@@ -159,11 +180,13 @@ class RecordedTimings:
     @classmethod
     def locate(cls, ref: Path, component: str, device: torch.device, precision: str,
                axes: Mapping[str, int] | None, root: Path | None, progress) -> RecordedTimings:
-        artifact = export(ref, component, FORMATS["onnxruntime", precision], root=root, progress=progress, isolate=True)
+        artifact = export(ref, component, TIMINGS_FORMAT[precision], root=root, progress=progress, isolate=True)
         spec = sources.spec_of(component, artifact.manifest["config"])
         axes = {name: min(max(value, spec.axes[name].min), spec.axes[name].max) if name in spec.axes else value
                 for name, value in {**validation_axes(spec), **(axes or {})}.items()}
-        return cls(artifact, spec, axes, timing.device_key(device), timing.shape_key(spec.axis_values(**axes)), component)
+        # bf16 shares the fp32 artifact: its timings live under their own machine key
+        where = timing.device_key(device) + ("/bfloat16" if precision == "bfloat16" else "")
+        return cls(artifact, spec, axes, where, timing.shape_key(spec.axis_values(**axes)), component)
 
     @property
     def entry(self) -> dict:
@@ -183,7 +206,7 @@ def _choose_backend(recorded: RecordedTimings, ref: Path, device: torch.device, 
     if not remeasure and "winner" in recorded.entry:
         return recorded.entry["winner"], None
     timings, errors, best = {}, {}, None  # best: (backend, engine), the fastest so far, the only one kept
-    for backend in available_backends(device):
+    for backend in available_backends(device, precision):
         if backend == "torch" and sources.component(component).copyleft:
             continue  # its model code stays out of the runtime's process
         try:

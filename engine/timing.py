@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 
 import torch
+
 from refsd_trt.engine.base import Engine
 
 

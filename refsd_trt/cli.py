@@ -44,6 +44,7 @@ def _run_config(args: argparse.Namespace):
     config = base.merged({
         "preset": args.preset, "method": args.method, "strength": args.strength, "steps": args.steps,
         "prompt": args.prompt, "seed": args.seed, "device": args.device, "backend": args.backend,
+        "precision": args.precision,
         "batch_size": args.batch_size, "crop_batch_size": args.crop_batch_size,
         "keep_metadata": args.keep_metadata, "track_gap_frames": args.track_gap_frames,
         "keep_audio": True if args.keep_audio else None,
@@ -113,7 +114,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attributes", help="fixed attributes for every person: age=elderly,gender=woman,...")
     parser.add_argument("--seed", type=int, help="run seed (per-person seeds derive from it; recorded)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt"))
+    parser.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"),
+                        help="engine precision (default auto: float16 on GPUs, bfloat16 for the diffusion "
+                             "models on CPUs with AMX/AVX-512 BF16, float32 elsewhere)")
     parser.add_argument("--batch-size", type=int, help="images (or video frames) per batch")
     parser.add_argument("--crop-batch-size", type=int, help="person crops per UNet call, 1..8 (default 4)")
     parser.add_argument("--keep-metadata", metavar="GROUPS",

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from refsd_trt.presets import Preset
 
 METHODS = ("refsd", "inpaint", "lite")
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+# auto: float16 on GPUs; on CPUs bf16 where the CPU has bf16 hardware and the component's measured
+# accuracy allows it (refsd_trt.methods.precision_for), float32 elsewhere.
+PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 _DEFAULT = "default"  # field metadata: the value a preset setting takes when neither user nor preset chose
 
 
@@ -57,6 +60,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto: the first CUDA device if there is one, else cpu
     backend: str = "auto"
+    precision: str = "auto"  # engine precision; float32 forces full precision everywhere
     batch_size: int = 4  # images (or video frames) read and detected together
     crop_batch_size: int = 4  # person crops per UNet call (twice as many rows with guidance)
     conf: float = 0.25  # detection confidence threshold
@@ -85,6 +89,8 @@ class RunConfig:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {self.strength}")
         if not 1 <= self.crop_batch_size <= 8:

