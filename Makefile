@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
-.PHONY: install demo test bench eval lint clean check-real-layout
+.PHONY: install demo test bench bench-real eval lint clean check-real-layout check-fullsize
 
 install: $(STAMP)
 
@@ -45,10 +45,22 @@ eval: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/refsd-trt bench --preset tiny -o bench/results
 
+# The diffusion models at their real sizes (random weights) on refsd-trt's CPU engines against diffusers
+# fp32, then lite's throughput against deface; writes bench/figures/real-cpu.json and ends with four
+# figures. Slow (tens of minutes), about 16 GB at its peak: holds the shared full-size lock.
+bench-real: $(STAMP)
+	flock /tmp/refsd-fullsize.lock $(BIN)/python -m refsd_trt.bench.real
+
 # Both real presets through the CLI on the real repositories' layout with every weight at its real size
 # (random values): slow, tens of GB written once into the cache, holds the shared full-size lock.
 check-real-layout: $(STAMP)
 	flock /tmp/refsd-fullsize.lock $(BIN)/python -m refsd_trt.models.check_real_layout
+
+# The real SD 1.5 inpainting UNet and VAE decoder, SDXL base UNet and SDXL VAE decoder (random weights)
+# through export -> clean-up -> fp16 -> onnxruntime, each step compared with torch: tens of minutes,
+# up to 10 GB of weights per model (removed afterwards); figures into bench/figures.
+check-fullsize: $(STAMP)
+	flock /tmp/refsd-fullsize.lock $(BIN)/python -m refsd_trt.models.check_fullsize --out bench/figures/fullsize-check.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
