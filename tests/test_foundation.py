@@ -19,29 +19,55 @@ from refsd_trt.models import loaders, tiny_zoo
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _hf_kernels_installed() -> bool:
+    """Whether Hugging Face's ``kernels`` package is installed (transformers depends on it from 5.25)."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("kernels")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def test_subpackages_import_under_one_namespace_only(tmp_path):
     # Run from a neutral folder: the repository root on sys.path would make its folders importable.
     code = (
         "import importlib.util, json, refsd_trt.engine, refsd_trt.export, refsd_trt.kernels;"
         "from transformers.utils import import_utils as iu;"
-        "print(json.dumps({'top': [importlib.util.find_spec(n) is not None for n in ('engine','export','kernels')],"
+        "specs = [importlib.util.find_spec(n) for n in ('engine','export','kernels')];"
+        "print(json.dumps({'top': [s.origin if s else None for s in specs],"
         "'hf_kernels': bool(iu.is_kernels_available())}))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"top": [False, False, False], "hf_kernels": False}
+    # none of the checkout's folders is a top-level module (a top-level kernels is Hugging Face's)
+    assert not [o for o in result["top"] if o and Path(o).parent.parent == REPO], result
+    assert result["hf_kernels"] == _hf_kernels_installed()
 
 
 def test_started_from_the_repo_root_everything_still_imports():
     """With the checkout's root on sys.path (python -m pytest, a notebook) the folder kernels/ is
-    importable as a top-level ``kernels``, the name transformers and diffusers probe for Hugging
-    Face's package: they must read it as absent, and it must offer no ops under that name."""
+    importable as a top-level ``kernels``, the name of Hugging Face's package that transformers and
+    diffusers import: where that package is installed the name must reach it, and refsd-trt's ops
+    stay under refsd_trt.kernels."""
     code = (
         "import kernels; from transformers import CLIPTextModel; from diffusers import UNet2DConditionModel;"
-        "from transformers.utils import import_utils as iu; from refsd_trt.api import Anonymizer;"
-        "import refsd_trt.kernels as K; assert K.dilate and not iu.is_kernels_available();"
-        "print(kernels.dilate)"
+        "from diffusers.loaders import peft; from refsd_trt.api import Anonymizer;"
+        "from transformers.utils import import_utils as iu; import refsd_trt.kernels as K; assert K.dilate;"
+        "print(kernels.__file__, iu.is_kernels_available())"
     )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    where, available = out.stdout.split()
+    assert Path(where).parent != REPO / "kernels" if _hf_kernels_installed() else where == str(REPO / "kernels" / "__init__.py")
+    assert available == str(_hf_kernels_installed())
+
+
+def test_started_from_the_repo_root_without_hugging_faces_kernels_the_folder_offers_nothing():
+    # site-packages off the path: no Hugging Face kernels to hand over to, whether installed or not
+    code = ("import sys; sys.path[:] = ['', *[p for p in sys.path if 'site-packages' not in p]];"
+            "import kernels; kernels.dilate")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
     assert out.returncode == 1, out.stderr[-2000:]
     assert "AttributeError: refsd-trt's kernels/ installs as refsd_trt.kernels; there is no kernels.dilate" in out.stderr
