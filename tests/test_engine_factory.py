@@ -180,3 +180,25 @@ def test_auto_on_cuda_times_every_available_backend(zoo, tmp_path):
     assert set(record["timings_ms"]) | set(record["errors"]) == set(available_backends(torch.device("cuda")))
     feeds = engine.spec.example_inputs("float16", "cuda", batch=1, height=256, width=256)
     assert engine.run(feeds)["images"].device.type == "cuda"
+
+
+class _Clocked:
+    """An engine whose every run advances a fake clock by ``seconds``."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, clock: list[float], seconds: float):
+        self.clock, self.seconds, self.runs = clock, seconds, 0
+
+    def run(self, feeds):
+        self.runs += 1
+        self.clock[0] += self.seconds
+
+
+@pytest.mark.parametrize(("seconds", "runs"), [(0.5, 4), (timing.LONG_CALL_S + 0.5, 2)])
+def test_long_calls_are_timed_once_after_the_warm_up(monkeypatch, seconds, runs):
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    engine = _Clocked(clock, seconds)
+    assert timing.median_ms(engine, {}) == pytest.approx(seconds * 1e3)
+    assert engine.runs == runs  # one warm-up, then three timed runs or one
