@@ -9,11 +9,14 @@
    rendered into a square crop around them; low-confidence people (scored between the detector's
    recall floor and its threshold) get no avatar: the fill alone replaces them;
 3. merge: the avatars are pasted over the cleaned background with softened edges, back to front.
+
+Steps 1 and 2 read nothing of each other: the removal runs on a second thread beside the render.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +70,10 @@ class LiteMethod(CropMethod):
         cleaned = fill_scene(pixels, holes)
         canvas.copy_(to_float(torch.from_numpy(cleaned).permute(2, 0, 1).to(canvas.device)))
 
+    def _remove_all(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections]) -> None:
+        for canvas, det in zip(canvases, detections):
+            self.remove(canvas, det)
+
     def repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
                 prompts: Sequence[Sequence[PersonPrompt]], timer: Timer) -> None:
         with one_thread():  # crops of 256 px and a body of 1,229 vertices: see refsd_trt.threads
@@ -75,15 +82,20 @@ class LiteMethod(CropMethod):
     def _repaint(self, canvases: list[torch.Tensor], detections: Sequence[PersonDetections],
                  prompts: Sequence[Sequence[PersonPrompt]], timer: Timer) -> None:
         s = self.settings
-        with timer("remove"):
-            for canvas, det in zip(canvases, detections):
-                self.remove(canvas, det)
-        with timer("render"):
-            shown = [confident(d) for d in detections]
-            people = [d.subset(k) for d, k in zip(detections, shown)]
-            boxes = square_crops(people, canvases, s.crop_scale)
-            avatars = [self.avatars(d, b, RENDER_SIZE, [p[j] for j in k.nonzero().flatten().tolist()])
-                       for d, b, p, k in zip(people, boxes, prompts, shown)]
+        # The removal (OpenCV and scipy, which release the GIL) runs on a second thread beside the
+        # avatars (torch ops driven from Python): they share nothing but the canvases' sizes. Its
+        # stage time is what the batch waits for it beyond the render.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lite-remove") as pool:
+            with timer("remove"):
+                removed = pool.submit(self._remove_all, canvases, detections)
+            with timer("render"):
+                shown = [confident(d) for d in detections]
+                people = [d.subset(k) for d, k in zip(detections, shown)]
+                boxes = square_crops(people, canvases, s.crop_scale)
+                avatars = [self.avatars(d, b, RENDER_SIZE, [p[j] for j in k.nonzero().flatten().tolist()])
+                           for d, b, p, k in zip(people, boxes, prompts, shown)]
+            with timer("remove"):
+                removed.result()
         with timer("merge"):
             alpha = torch.cat([a.alpha for a in avatars])
             merge_crops(canvases, boxes, torch.cat([a.rgb for a in avatars]) * 2 - 1,
