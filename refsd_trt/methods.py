@@ -89,13 +89,14 @@ def diffusion_rows(component: str, config: RunConfig, role: str | None = None) -
     return n
 
 
-def timing_axes(component: str, config: RunConfig, role: str | None = None) -> dict[str, int]:
-    """The shape ``auto`` times backends at: the one the engine will run. On CPUs the winner at one
-    small input is often the loser at the real batch (2.6x for the detector at 8 × 640²)."""
+def timing_axes(component: str, config: RunConfig, role: str | None = None, size: int | None = None) -> dict[str, int]:
+    """The shape ``auto`` times backends at: the one the engine will run, its batch and (``size``,
+    the model's working size) its resolution. On CPUs the winner at one small input is often the
+    loser at the real batch (2.6x for the detector at 8 × 640²)."""
     if component in ("yolo_seg", "yolo_pose"):
         return {"batch": config.batch_size, "height": IMGSZ, "width": IMGSZ}
     if component in ("unet", "vae_encoder", "vae_decoder"):
-        return {"batch": diffusion_rows(component, config, role)}
+        return {"batch": diffusion_rows(component, config, role)} | ({"height": size, "width": size} if size else {})
     return {}
 
 
@@ -141,7 +142,7 @@ def _engine_factory(config: RunConfig, device: torch.device) -> Callable[..., ob
         backend = backend_for(component, config.backend)
         return load_engine(source, component, backend=backend, device=device,
                            precision=precision_for(device, component, config.precision, backend),
-                           axes=timing_axes(component, config, role),
+                           axes=timing_axes(component, config, role, size),
                            **({"profile": profile} if profile else {}))
 
     return make

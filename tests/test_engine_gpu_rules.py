@@ -6,6 +6,7 @@ show (that the work really orders, captures and runs) is `refsd-trt doctor --gpu
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -103,6 +104,8 @@ def test_profiles_and_timing_shapes_follow_the_rows_each_engine_runs():
     config = dataclasses.replace(RunConfig(), crop_batch_size=3, guidance_scale=5.0, removal_guidance_scale=7.5,
                                  strength=0.6)
     assert timing_axes("unet", config, "inpainter") == {"batch": 6}  # guided: each crop twice
+    # and at the working size the stage runs (the spec's smallest, 256², is not the shape that runs)
+    assert timing_axes("vae_decoder", config, "refiner", 1024) == {"batch": 3, "height": 1024, "width": 1024}
     assert diffusion_rows("vae_encoder", config, "inpainter") == 6  # image and masked image, one call
     assert diffusion_rows("vae_encoder", config, "removal") == 3  # strength 1: the masked image only
     assert diffusion_rows("vae_decoder", config, "refiner") == 3
@@ -211,3 +214,13 @@ def test_gpu_check_stops_at_the_first_broken_layer(monkeypatch):
     assert gpu_check.run(lines.append) == 1
     assert [line.split()[0] for line in lines] == ["OK", "SKIP", "FAIL"] and not ran
     assert lines[2] == "FAIL  3. broken: RuntimeError: onnxruntime fell back to CPUExecutionProvider"
+
+
+def test_auto_times_a_diffusion_engine_at_its_working_size(monkeypatch):
+    from refsd_trt import engine, methods
+
+    asked = {}
+    monkeypatch.setattr(engine, "load_engine", lambda source, component, **kwargs: asked.update(kwargs))
+    make = methods._engine_factory(RunConfig(crop_batch_size=2), torch.device("cpu"))
+    make(Path("unused"), "unet", "refiner", 1024)
+    assert asked["axes"] == {"batch": 4, "height": 1024, "width": 1024}  # guided: two rows per crop
