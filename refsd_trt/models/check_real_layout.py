@@ -3,7 +3,7 @@
 
 Slow and memory-hungry (tens of GB of weights are written once into the cache); not part of
 ``make test``, which runs the same on the narrowed zoo. Usage:
-``python -m refsd_trt.models.check_real_layout [--backend torch] [--shrink]``.
+``python -m refsd_trt.models.check_real_layout [--backend torch] [--preset inpaint] [--shrink]``.
 
 Each run is a child process (a fresh peak); a thread there samples its RSS and books each sample to
 the stage running (``setup``: loading and building engines, before the first stage).
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", action="append", choices=["torch", "auto"], help="default: torch and auto")
     parser.add_argument("--shrink", action="store_true", help="the narrowed CI zoo instead of full size")
+    parser.add_argument("--preset", action="append", choices=list(FLAGS), help="default: refsd and inpaint")
     parser.add_argument("--child", nargs=3, metavar=("PRESET", "BACKEND", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"zoo": str(zoo.root), "build_s": round(time.monotonic() - start, 1)}), flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for preset in ("refsd", "inpaint"):
+        for preset in args.preset or list(FLAGS):
             for backend in args.backend or ["torch", "auto"]:
                 results.append(run(preset, backend, zoo.environ(), Path(tmp)))
                 print(json.dumps(results[-1]), flush=True)
