@@ -202,3 +202,26 @@ def test_long_calls_are_timed_once_after_the_warm_up(monkeypatch, seconds, runs)
     engine = _Clocked(clock, seconds)
     assert timing.median_ms(engine, {}) == pytest.approx(seconds * 1e3)
     assert engine.runs == runs  # one warm-up, then three timed runs or one
+
+
+@pytest.mark.parametrize(("torch_ms", "kept"), [(5.0, False), (20.0, True)])
+def test_auto_never_holds_two_candidates_and_keeps_the_winner_only_if_last(pipeline, tmp_path, monkeypatch,
+                                                                            torch_ms, kept):
+    open_engines, most_open = [], [0]
+    real_build = factory._build
+
+    def build(backend, *args, **kwargs):
+        engine = real_build(backend, *args, **kwargs)
+        open_engines.append(engine)
+        most_open[0] = max(most_open[0], len(open_engines))
+        real_close = engine.close
+        engine.close = lambda: (open_engines.remove(engine), real_close())
+        return engine
+
+    monkeypatch.setattr(factory, "_build", build)
+    monkeypatch.setattr(timing, "median_ms", lambda engine, feeds, **_: torch_ms if engine.backend == "torch" else 10.0)
+    engine = load_engine(pipeline, "text_encoder", backend="auto", root=tmp_path)
+    assert most_open[0] == 1  # each candidate released before the next is built
+    assert engine.backend.startswith("onnxruntime" if kept else "torch")
+    # torch is timed first: as the winner it is built again; onnxruntime, timed last, is kept as it is
+    assert len(open_engines) == 1 and open_engines[0] is engine
