@@ -262,6 +262,8 @@ def test_auto_times_each_engine_at_the_shape_it_runs(monkeypatch):
     monkeypatch.setattr(factory, "load_engine", spy)
     Anonymizer.from_preset("tiny", method="refsd", batch_size=3, crop_batch_size=2, device="cpu")
     assert asked["yolo_seg"] == asked["yolo_pose"] == {"batch": 3, "height": 640, "width": 640}
-    # Guided UNets see each crop twice (removal 7.5, refinement 5.0); refsd's VAEs one row per crop.
-    assert asked["unet"] == {"batch": 4} and asked["vae_encoder"] == asked["vae_decoder"] == {"batch": 2}
+    # Guided UNets see each crop twice (removal 7.5, refinement 5.0); refsd's VAEs one row per crop;
+    # all at the tiny models' working size (sample_size 32 latents: 256²).
+    size = {"height": 256, "width": 256}
+    assert asked["unet"] == {"batch": 4, **size} and asked["vae_encoder"] == asked["vae_decoder"] == {"batch": 2, **size}
     assert asked["text_encoder"] == asked["text_encoder_2"] == {}
