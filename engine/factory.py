@@ -7,9 +7,11 @@ The source is a checkpoint reference plus a component name (exported and cached 
 an artifact folder written by ``refsd-trt export``/``build`` (its manifest names the component).
 ``backend="auto"`` uses the winner recorded for this machine, device, precision and shape in the
 artifact's manifest; if none is recorded yet it times every available backend once and records
-the result, so later loads on the same machine decide instantly. It also measures, once, whether
-the engine runs a batch faster one item at a time (CPUs, large activations) and if so returns it
-wrapped to do that (``MicroBatched``).
+the result, so later loads on the same machine decide instantly. With a ``memory_budget`` (host
+memory, CPUs) it records how much each candidate holds, does not build one whose weights alone would
+not fit what is left, and runs the fastest that fits (the smallest if none does). It also measures,
+once, whether the engine runs a batch faster one item at a time (CPUs, large activations) and if so
+returns it wrapped to do that (``MicroBatched``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from refsd_trt.engine import timing
+from refsd_trt.engine import host_memory, timing
 from refsd_trt.engine.base import Engine
 from refsd_trt.engine.micro_batch import MicroBatched, splittable
+from refsd_trt.engine.resident import return_freed_memory
 from refsd_trt.export import artifacts, sources
 from refsd_trt.export.formats import export
 from refsd_trt.export.specs import AxisRange, ModelSpec
@@ -74,12 +77,13 @@ def load_engine(source: str | Path, component: str | None = None, backend: str =
                 device: str | torch.device = "cpu", precision: str = "float32", *,
                 axes: Mapping[str, int] | None = None, profile: Mapping[str, AxisRange] | None = None,
                 root: Path | None = None, progress: Callable[[str], None] | None = None,
-                **engine_options) -> Engine:
+                memory_budget: int | None = None, **engine_options) -> Engine:
     """An engine for ``component`` of ``source``. ``axes`` is the shape ``auto`` decides for (axes
     left out: the profile's smallest); ``profile`` narrows TensorRT's optimization profile (e.g.
-    ``{"height": AxisRange(1024, 1024, 1024)}`` for a static-size engine); ``engine_options`` go
-    to the backend's constructor (``scratch=``/``cuda_graph=`` for TensorRT, ``threads=`` for
-    onnxruntime)."""
+    ``{"height": AxisRange(1024, 1024, 1024)}`` for a static-size engine); ``memory_budget``: the
+    bytes of host memory this process may hold with the engine built, which ``auto`` chooses within
+    on CPUs (None: speed alone); ``engine_options`` go to the backend's constructor
+    (``scratch=``/``cuda_graph=`` for TensorRT, ``threads=`` for onnxruntime)."""
     device = torch.device(device)
     ref, component, precision = resolve_source(Path(source).expanduser(), component, precision)
     if precision == "bfloat16" and device.type != "cpu":
@@ -90,7 +94,11 @@ def load_engine(source: str | Path, component: str | None = None, backend: str =
         raise ValueError(f"the {backend} backend has no {precision} engines")
     if backend == "auto":
         recorded = RecordedTimings.locate(ref, component, device, precision, axes, root, progress)
-        backend, timed = _choose_backend(recorded, ref, device, precision, profile, root, progress)
+        headroom = None
+        if memory_budget is not None and device.type == "cpu":
+            return_freed_memory()  # what closed engines left on the heap is not held
+            headroom = memory_budget - host_memory.rss_bytes()
+        backend, timed = _choose_backend(recorded, ref, device, precision, profile, root, progress, headroom=headroom)
         if timed is not None and engine_options:  # built without the options asked for here
             timed.close()
             timed = None
@@ -199,38 +207,78 @@ class RecordedTimings:
 
 
 def _choose_backend(recorded: RecordedTimings, ref: Path, device: torch.device, precision: str, profile, root, progress,
-                    remeasure: bool = False) -> tuple[str, Engine | None]:
+                    remeasure: bool = False, headroom: int | None = None) -> tuple[str, Engine | None]:
     """The winner, with its engine when it was the last one timed: loading that model again for the
     run would be its third load (export, timing, run). Every other candidate's engine is released
     before the next one is built, so two are never resident together: at full size an SDXL
     inpainting UNet is 10 GB in torch and 10 GB more in onnxruntime, and an earlier winner loads
-    again (from the page cache) rather than double the peak."""
+    again (from the page cache) rather than double the peak. ``headroom``: the host memory left for
+    this engine (None: no limit); see ``_within``."""
     component, where, shape = recorded.component, recorded.where, recorded.shape
     if not remeasure and "winner" in recorded.entry:
-        return recorded.entry["winner"], None
+        return _within(recorded.entry, headroom, component, progress), None
     candidates = [b for b in available_backends(device, precision)
                   if not (b == "torch" and sources.component(component).copyleft)]  # its code stays out of process
-    timings, errors, last = {}, {}, None  # last: (backend, engine), the last engine timed, still open
+    timings, resident, errors, skipped = {}, {}, {}, {}
+    last = None  # (backend, engine): the last engine timed, still open
     for backend in candidates:
+        weights = _weights_bytes(backend, recorded, precision)
+        if headroom is not None and weights is not None and weights > headroom \
+                and weights >= min(resident.values(), default=0):
+            # building it would cross the budget, and it cannot be smaller than one already measured
+            skipped[backend] = f"its weights ({weights / 1e9:.1f} GB) exceed the {headroom / 1e9:.1f} GB left"
+            continue
         if last is not None:
             last[1].close()  # and no reference left: a torch engine's memory goes with its module
             last = None
+        return_freed_memory()  # so that the engine's own memory is what RSS grows by
+        before = host_memory.rss_bytes()
         try:
             last = (backend, _build(backend, ref, component, device, precision, root, progress, profile))
             timings[backend] = timing.median_ms(last[1], recorded.spec.example_inputs(precision, device, **recorded.axes))
+            return_freed_memory()  # what it holds between calls, not the activations its calls freed
+            resident[backend] = max(host_memory.rss_bytes() - before, 0)
         except Exception as exc:  # noqa: BLE001 -- a backend that cannot run this model here does not compete
             errors[backend] = f"{type(exc).__name__}: {exc}"
             log.warning("%s on %s cannot run %s: %s", backend, where, component, exc)
     if not timings:
-        raise RuntimeError(f"no backend can run {component} on {device}: {errors}")
-    winner = min(timings, key=timings.get)
-    recorded.save({"timings_ms": timings, "winner": winner, "errors": errors})
+        raise RuntimeError(f"no backend can run {component} on {device}: {errors or skipped}")
+    # "winner": the fastest; the choice under a budget is made from the record at each load
+    entry = {"timings_ms": timings, "resident_bytes": resident, "winner": min(timings, key=timings.get),
+             "errors": errors, **({"skipped": skipped} if skipped else {})}
+    recorded.save(entry)
+    winner = _within(entry, headroom, component, progress)
     (progress or log.info)(f"{component} {precision} on {where} at {shape}: "
-                           + ", ".join(f"{b} {t:.1f} ms" for b, t in timings.items()) + f" -> {winner}")
+                           + ", ".join(f"{b} {t:.1f} ms, {resident[b] / 1e9:.2f} GB" for b, t in timings.items())
+                           + "".join(f"; {b} not built: {why}" for b, why in skipped.items()) + f" -> {winner}")
     if last is not None and last[0] != winner:
         last[1].close()
         last = None
     return winner, last[1] if last else None
+
+
+def _within(entry: dict, headroom: int | None, component: str, progress) -> str:
+    """The fastest recorded backend whose engine (as measured) fits in ``headroom``; if none does, the
+    smallest. Records from before memory was measured, or no headroom given: the fastest."""
+    timings, resident = entry["timings_ms"], entry.get("resident_bytes", {})
+    if headroom is None or set(resident) != set(timings):
+        chosen = entry["winner"]
+    else:
+        fits = [b for b in timings if resident[b] <= headroom]
+        chosen = min(fits, key=timings.get) if fits else min(timings, key=resident.get)
+        if chosen != entry["winner"]:
+            (progress or log.info)(
+                f"{component}: {entry['winner']} is fastest but holds {resident[entry['winner']] / 1e9:.2f} GB, "
+                f"{headroom / 1e9:.2f} GB are left in the memory budget: {chosen} ({resident[chosen] / 1e9:.2f} GB)")
+    return chosen
+
+
+def _weights_bytes(backend: str, recorded: RecordedTimings, precision: str) -> int | None:
+    """What a compiled backend will hold before it is built: the ONNX artifact it loads, when that is
+    the one the timings live in (CPU backends at fp32 or OpenVINO's bf16); None where not known."""
+    if backend in ("onnxruntime", "openvino") and FORMATS.get((backend, precision)) == TIMINGS_FORMAT[precision]:
+        return host_memory.files_bytes(recorded.artifact.folder)
+    return None
 
 
 def _micro_batched(engine: Engine, recorded: RecordedTimings, progress, remeasure: bool = False) -> Engine:
@@ -239,7 +287,9 @@ def _micro_batched(engine: Engine, recorded: RecordedTimings, progress, remeasur
         return engine
     if remeasure or "micro_batch" not in record:
         inputs = lambda **axes: recorded.spec.example_inputs(engine.precision, engine.device, **axes)
-        whole = timing.median_ms(engine, inputs(**recorded.axes))
+        # the backend choice timed this batch already: at full size on a CPU one call is minutes
+        timed = [ms for b, ms in record.get("timings_ms", {}).items() if engine.backend.startswith(b)]
+        whole = timed[0] if timed and not remeasure else timing.median_ms(engine, inputs(**recorded.axes))
         one = timing.median_ms(engine, inputs(**{**recorded.axes, "batch": 1}))
         record = {**record, "micro_batch": 1 if one * batch < 0.95 * whole else batch,
                   "per_item_ms": {"whole_batch": whole / batch, "one_at_a_time": one}}

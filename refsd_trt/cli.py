@@ -44,7 +44,7 @@ def _run_config(args: argparse.Namespace):
     config = base.merged({
         "preset": args.preset, "method": args.method, "strength": args.strength, "steps": args.steps,
         "prompt": args.prompt, "seed": args.seed, "device": args.device, "backend": args.backend,
-        "precision": args.precision,
+        "precision": args.precision, "memory_budget_gb": args.memory_budget,
         "batch_size": args.batch_size, "crop_batch_size": args.crop_batch_size,
         "keep_metadata": args.keep_metadata, "track_gap_frames": args.track_gap_frames,
         "keep_audio": True if args.keep_audio else None,
@@ -118,6 +118,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"),
                         help="engine precision (default auto: float16 on GPUs, bfloat16 for the diffusion "
                              "models on CPUs with AMX/AVX-512 BF16, float32 elsewhere)")
+    parser.add_argument("--memory-budget", type=float, metavar="GB",
+                        help="host memory a CPU run's engines may fill; backend auto runs the fastest engine "
+                             "that fits (default: 60%% of this machine's memory)")
     parser.add_argument("--batch-size", type=int, help="images (or video frames) per batch")
     parser.add_argument("--crop-batch-size", type=int, help="person crops per UNet call, 1..8 (default 4)")
     parser.add_argument("--keep-metadata", metavar="GROUPS",

@@ -60,6 +60,9 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto: the first CUDA device if there is one, else cpu
     backend: str = "auto"
+    # Host memory (GB, 10⁹ bytes) a CPU run's engines may fill: backend auto runs the fastest engine that
+    # fits what is left of it. None: 60 % of this machine's (or container's) memory.
+    memory_budget_gb: float | None = None
     precision: str = "auto"  # engine precision; float32 forces full precision everywhere
     batch_size: int = 4  # images (or video frames) read and detected together
     crop_batch_size: int = 4  # person crops per UNet call (twice as many rows with guidance)
@@ -107,6 +110,8 @@ class RunConfig:
                              f"got {self.crop_scale}")
         if self.verify_identity not in ("auto", "on", "off"):
             raise ValueError(f"verify_identity must be auto, on or off, got {self.verify_identity!r}")
+        if self.memory_budget_gb is not None and not self.memory_budget_gb > 0:
+            raise ValueError(f"memory_budget_gb must be positive, got {self.memory_budget_gb}")
         if not 0.0 <= self.conf < 1.0:
             raise ValueError(f"conf must be in [0, 1), got {self.conf}")
         from refsd_trt.io.metadata_policy import MetadataPolicy

@@ -136,13 +136,16 @@ def backend_for(component: str, backend: str) -> str:
 
 def _engine_factory(config: RunConfig, device: torch.device) -> Callable[..., object]:
     from refsd_trt.engine import load_engine
+    from refsd_trt.engine.host_memory import budget_bytes
+
+    budget = budget_bytes(config.memory_budget_gb) if device.type == "cpu" else None
 
     def make(source: Path, component: str, role: str | None = None, size: int | None = None):
         profile = engine_profile(component, config, role, size) if device.type == "cuda" else {}
         backend = backend_for(component, config.backend)
         return load_engine(source, component, backend=backend, device=device,
                            precision=precision_for(device, component, config.precision, backend),
-                           axes=timing_axes(component, config, role, size),
+                           axes=timing_axes(component, config, role, size), memory_budget=budget,
                            **({"profile": profile} if profile else {}))
 
     return make

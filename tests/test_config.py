@@ -21,6 +21,7 @@ def test_flags_override_the_file_only_where_given(tmp_path):
     ("colour = 1", "unknown configuration key"),
     ("backend = 'vulkan'", "backend must be one of"),
     ("strength = ", "not valid TOML"),
+    ("memory_budget_gb = 0", "memory_budget_gb must be positive"),
 ])
 def test_bad_config_names_the_file_and_the_problem(tmp_path, text, message):
     path = tmp_path / "bad.toml"

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from refsd_trt.engine import factory, timing
+from refsd_trt.engine import factory, host_memory, timing
 from refsd_trt.engine.factory import choose_backend, load_engine
 from refsd_trt.engine.micro_batch import MicroBatched
 from refsd_trt.engine.onnxruntime_backend import OrtEngine
@@ -105,10 +105,12 @@ def test_micro_batched_equals_the_whole_batch_and_writes_into_given_outputs(pipe
 
 
 def test_auto_splits_a_batch_only_where_one_at_a_time_measured_faster(pipeline, tmp_path, monkeypatch):
-    per_call_ms = {1: 20.0, 4: 100.0}  # 4 x 20 ms one at a time beats 100 ms for the batch of 4
-    monkeypatch.setattr(timing, "median_ms", lambda engine, feeds, **_: per_call_ms[feeds["latents"].shape[0]])
+    per_call_ms, calls = {1: 20.0, 4: 100.0}, []  # 4 x 20 ms one at a time beats 100 ms for the batch of 4
+    monkeypatch.setattr(timing, "median_ms", lambda engine, feeds, **_: (
+        calls.append(feeds["latents"].shape[0]), per_call_ms[feeds["latents"].shape[0]])[1])
     engine = load_engine(pipeline, "vae_decoder", backend="auto", axes={"batch": 4}, root=tmp_path)
     assert isinstance(engine, MicroBatched) and engine.size == 1
+    assert calls == [4, 4, 1]  # each backend once; the whole batch's time is then the winner's, not re-timed
     record = export(pipeline, "vae_decoder", "onnx", root=tmp_path).manifest["backends"][
         timing.device_key(torch.device("cpu"))]["batch=4,height=256,latent_height=32,latent_width=32,width=256"]
     assert record["micro_batch"] == 1 and record["per_item_ms"] == {"whole_batch": 25.0, "one_at_a_time": 20.0}
@@ -225,3 +227,73 @@ def test_auto_never_holds_two_candidates_and_keeps_the_winner_only_if_last(pipel
     assert engine.backend.startswith("onnxruntime" if kept else "torch")
     # torch is timed first: as the winner it is built again; onnxruntime, timed last, is kept as it is
     assert len(open_engines) == 1 and open_engines[0] is engine
+
+
+class _FakeMemory:
+    """RSS as a fixed base plus what each open engine holds, by backend (real engines, tiny models)."""
+
+    def __init__(self, monkeypatch, held: dict[str, int], base: int = 10**9):
+        self.base, self.held, self.open, self.built = base, held, [], []
+        real_build = factory._build
+
+        def build(backend, *args, **kwargs):
+            engine = real_build(backend, *args, **kwargs)
+            self.open.append(backend)
+            self.built.append(backend)
+            real_close = engine.close
+            engine.close = lambda: (self.open.remove(backend), real_close())
+            return engine
+
+        monkeypatch.setattr(factory, "_build", build)
+        monkeypatch.setattr(host_memory, "rss_bytes", lambda: self.base + sum(self.held[b] for b in self.open))
+
+
+def test_auto_runs_the_fastest_engine_that_fits_the_memory_budget(pipeline, tmp_path, monkeypatch):
+    memory = _FakeMemory(monkeypatch, {"torch": 10**9, "onnxruntime": 3 * 10**9})
+    monkeypatch.setattr(timing, "median_ms", lambda engine, feeds, **_: 20.0 if engine.backend == "torch" else 10.0)
+    messages = []
+    load = lambda budget: load_engine(pipeline, "text_encoder", backend="auto", root=tmp_path,
+                                      memory_budget=budget, progress=messages.append)
+    engine = load(memory.base + 2 * 10**9)  # 2 GB left: onnxruntime, twice as fast, holds 3 GB
+    assert engine.backend == "torch"
+    (record,) = export(pipeline, "text_encoder", "onnx", root=tmp_path).manifest["backends"][
+        timing.device_key(torch.device("cpu"))].values()
+    assert record["resident_bytes"] == {"torch": 10**9, "onnxruntime": 3 * 10**9}
+    assert record["winner"] == "onnxruntime"  # the fastest; the budget decides at each load
+    assert any("onnxruntime is fastest but holds 3.00 GB, 2.00 GB are left" in m for m in messages)
+    engine.close()
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("auto timed again although timings are recorded")
+
+    monkeypatch.setattr(timing, "median_ms", no_timing)
+    assert load(memory.base + 4 * 10**9).backend.startswith("onnxruntime")  # room enough
+    assert load(None).backend.startswith("onnxruntime")  # no budget: speed alone
+    assert load(memory.base + 10**8).backend == "torch"  # nothing fits: the smallest
+
+
+def test_auto_does_not_build_a_backend_whose_weights_exceed_what_is_left(pipeline, tmp_path, monkeypatch):
+    memory = _FakeMemory(monkeypatch, {"torch": 0, "onnxruntime": 0})
+    monkeypatch.setattr(timing, "median_ms", lambda engine, feeds, **_: 20.0 if engine.backend == "torch" else 10.0)
+    weights = host_memory.files_bytes(export(pipeline, "text_encoder", "onnx", root=tmp_path).folder)
+    engine = load_engine(pipeline, "text_encoder", backend="auto", root=tmp_path, memory_budget=memory.base + weights // 2)
+    assert engine.backend == "torch" and memory.built == ["torch"]  # onnxruntime never built
+    (record,) = export(pipeline, "text_encoder", "onnx", root=tmp_path).manifest["backends"][
+        timing.device_key(torch.device("cpu"))].values()
+    assert set(record["timings_ms"]) == {"torch"} and "exceed" in record["skipped"]["onnxruntime"]
+
+
+def test_the_runs_memory_budget_reaches_auto_on_cpus_only(monkeypatch):
+    from pathlib import Path
+
+    from refsd_trt import methods
+    from refsd_trt.cli import _run_config, build_parser
+
+    config = _run_config(build_parser().parse_args(["anonymize", "in", "-o", "out", "--memory-budget", "12.5"]))
+    asked = []
+    monkeypatch.setattr(factory, "load_engine", lambda *args, **kwargs: asked.append(kwargs["memory_budget"]))
+    for device in ("cpu", "cuda"):  # a GPU's engines live in device memory, not in the host budget
+        methods._engine_factory(config, torch.device(device))(Path("model"), "text_encoder")
+    assert asked == [12_500_000_000, None]
+    assert host_memory.budget_bytes(None) == int(0.6 * host_memory.machine_bytes())
+    assert 0 < host_memory.rss_bytes() < host_memory.machine_bytes()
