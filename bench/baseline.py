@@ -177,7 +177,7 @@ class BaselineSide:
         one = PersonDetections(found.boxes[j:j + 1].to(d), found.scores[j:j + 1].to(d), found.masks[j:j + 1].to(d),
                                None if keypoints is None else keypoints[j:j + 1].to(d), found.mask_source)
         box = torch.tensor([crop], dtype=torch.float32, device=self.device)
-        drawn = self.avatars(one, box, size, [prompt])
+        (drawn,) = self.avatars([one], [box], size, [[prompt]])
         rgb = drawn.rgb[0].permute(1, 2, 0).float().cpu().numpy()
         alpha = drawn.alpha[0, 0].float().cpu().numpy()[..., None]
         background = np.asarray(removed.convert("RGB").resize((size, size)), dtype=np.float32) / 255

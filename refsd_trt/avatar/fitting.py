@@ -8,6 +8,7 @@ size the fit adapts is the global one, through the camera depth.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,23 +47,33 @@ class FitSettings:
 DEFAULT_FIT = FitSettings()
 
 
-def default_intrinsics(image_size: tuple[int, int], count: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(focal, principal), each (count, 2), for an image without calibration: the focal length equals
+# One (height, width) shared by every person, or one row per person: people of a batch of images
+# each keep their own image's size, on which the cut-off test and the default intrinsics depend.
+ImageSizes = tuple[int, int] | Sequence[tuple[int, int]] | torch.Tensor
+
+
+def image_sizes(sizes: ImageSizes, count: int, device=None) -> torch.Tensor:
+    """(count, 2) float (height, width) per person from one shared size or one row per person."""
+    return torch.as_tensor(sizes, dtype=torch.float32, device=device).expand(count, 2)
+
+
+def default_intrinsics(sizes: ImageSizes, count: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(focal, principal), each (count, 2), for images without calibration: the focal length equals
     the longer side (about 53 degrees across it), a typical phone or compact-camera view."""
-    height, width = image_size
-    focal = torch.full((count, 2), float(max(height, width)), device=device)
-    principal = torch.tensor([width / 2, height / 2], device=device).expand(count, 2).clone()
+    height_width = image_sizes(sizes, count, device)
+    focal = height_width.amax(1, keepdim=True).expand(count, 2).clone()
+    principal = height_width.flip(1) / 2
     return focal, principal
 
 
 def fit_boxes(
-    body: BodyModel, boxes: torch.Tensor, image_size: tuple[int, int], shape: torch.Tensor,
+    body: BodyModel, boxes: torch.Tensor, image_size: ImageSizes, shape: torch.Tensor,
     focal: torch.Tensor | None = None,
 ) -> FitResult:
     """A standing, camera-facing avatar placed in each (N, 4) xyxy box: its projection spans the box's
-    height and is centred in it. A box reaching the bottom of the image holds a person cut off there:
-    the avatar then hangs from the box top, as large as fits both the box width and a box showing at
-    least ``VISIBLE_FRACTION`` of the body's height."""
+    height and is centred in it. A box reaching the bottom of its own image (``image_size``, see
+    ``ImageSizes``) holds a person cut off there: the avatar then hangs from the box top, as large as
+    fits both the box width and a box showing at least ``VISIBLE_FRACTION`` of the body's height."""
     count = boxes.shape[0]
     params = rest_params(body, shape.to(body.dtype))
     params.body_pose = body.standing_pose(count)
@@ -71,7 +82,7 @@ def fit_boxes(
     with torch.no_grad():
         vertices = body(params).vertices
     camera = Camera(focal, principal, torch.zeros((count, 3), device=boxes.device))
-    truncated = boxes[:, 3] >= image_size[0] * (1 - BOTTOM_MARGIN)
+    truncated = boxes[:, 3] >= image_sizes(image_size, count, boxes.device)[:, 0] * (1 - BOTTOM_MARGIN)
     box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     # Start at a depth where the body height maps to the box height, then correct scale and offset
     # from the actual projection: perspective makes the first guess slightly off.
@@ -97,11 +108,13 @@ def fit_boxes(
 
 
 def fit_keypoints(
-    body: BodyModel, keypoints: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],
+    body: BodyModel, keypoints: torch.Tensor, boxes: torch.Tensor, image_size: ImageSizes,
     shape: torch.Tensor, focal: torch.Tensor | None = None, settings: FitSettings = DEFAULT_FIT,
 ) -> FitResult:
     """Global orientation, body pose and camera placement per person from (N, 17, 3) COCO keypoints
-    (x, y, confidence) in image pixels, all people and all yaw starts in one batch.
+    (x, y, confidence) in image pixels, all people and all yaw starts in one batch; the people may
+    come from several images (``image_size``: see ``ImageSizes``). Fitting them together is fitting
+    each alone, at a fraction of the cost: a step costs per op far more than per row.
 
     The loss is the confidence-weighted squared reprojection error in box heights (so that every
     person counts alike whatever their size) plus ``pose_prior``; the best yaw start wins per person.
@@ -111,7 +124,7 @@ def fit_keypoints(
 
 
 def _fit_keypoints(
-    body: BodyModel, keypoints: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],
+    body: BodyModel, keypoints: torch.Tensor, boxes: torch.Tensor, image_size: ImageSizes,
     shape: torch.Tensor, focal: torch.Tensor | None, settings: FitSettings,
 ) -> FitResult:
     count, starts = keypoints.shape[0], len(settings.yaw_starts)
@@ -167,6 +180,8 @@ def _fit_keypoints(
         decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
         for _ in range(steps):
             optimiser.zero_grad()
+            # Each row's loss reads that row's variables alone: the sum gives every row the gradient
+            # of its own loss, so people fitted together (of one image or many) do not interact.
             losses(torso_only)[0].sum().backward()
             optimiser.step()
             decay.step()

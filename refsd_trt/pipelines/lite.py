@@ -5,8 +5,8 @@
    are; masks refined from a box classically (GrabCut) miss ears, hair and hands often enough that
    the whole box goes with them. Whatever the mask had and the avatar lacks is this fill, never
    the person;
-2. render: each person's avatar is posed from their keypoints (standing in their box without) and
-   rendered into a square crop around them; low-confidence people (scored between the detector's
+2. render: each person's avatar is posed from their keypoints (standing in their box without; all
+   people of the batch in one fit) and rendered into a square crop around them; low-confidence people (scored between the detector's
    recall floor and its threshold) get no avatar: the fill alone replaces them;
 3. merge: the avatars are pasted over the cleaned background with softened edges, back to front.
 
@@ -92,8 +92,8 @@ class LiteMethod(CropMethod):
                 shown = [confident(d) for d in detections]
                 people = [d.subset(k) for d, k in zip(detections, shown)]
                 boxes = square_crops(people, canvases, s.crop_scale)
-                avatars = [self.avatars(d, b, RENDER_SIZE, [p[j] for j in k.nonzero().flatten().tolist()])
-                           for d, b, p, k in zip(people, boxes, prompts, shown)]
+                kept = [[p[j] for j in k.nonzero().flatten().tolist()] for p, k in zip(prompts, shown)]
+                avatars = self.avatars(people, boxes, RENDER_SIZE, kept)  # the whole batch in one fit
             with timer("remove"):
                 removed.result()
         with timer("merge"):

@@ -87,7 +87,7 @@ class RefsdMethod(CropMethod):
         with timer("render"):
             boxes = square_crops(detections, canvases, s.crop_scale)
             backgrounds = crop_images(canvases, boxes, self.refine_size)
-            avatars = [self.avatars(d, b, self.refine_size, p) for d, b, p in zip(detections, boxes, prompts)]
+            avatars = self.avatars(detections, boxes, self.refine_size, prompts)
             avatar = AvatarCrops(torch.cat([a.rgb for a in avatars]), torch.cat([a.alpha for a in avatars]))
             composite = alpha_blend(avatar.rgb * 2 - 1, backgrounds, avatar.alpha)
         with timer("refine"):
