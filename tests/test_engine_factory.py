@@ -270,6 +270,10 @@ def test_auto_runs_the_fastest_engine_that_fits_the_memory_budget(pipeline, tmp_
     assert load(memory.base + 4 * 10**9).backend.startswith("onnxruntime")  # room enough
     assert load(None).backend.startswith("onnxruntime")  # no budget: speed alone
     assert load(memory.base + 10**8).backend == "torch"  # nothing fits: the smallest
+    # none fits, and the two are one size (the same weights measured 5 % apart): the faster of them
+    same = {"timings_ms": {"torch": 20.0, "onnxruntime": 10.0}, "winner": "onnxruntime",
+            "resident_bytes": {"torch": 10**9, "onnxruntime": int(1.05 * 10**9)}}
+    assert factory._within(same, 10**8, "text_encoder", None) == "onnxruntime"
 
 
 def test_auto_does_not_build_a_backend_whose_weights_exceed_what_is_left(pipeline, tmp_path, monkeypatch):
