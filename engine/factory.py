@@ -9,7 +9,7 @@ an artifact folder written by ``refsd-trt export``/``build`` (its manifest names
 artifact's manifest; if none is recorded yet it times every available backend once and records
 the result, so later loads on the same machine decide instantly. With a ``memory_budget`` (host
 memory, CPUs) it records how much each candidate holds, does not build one whose weights alone would
-not fit what is left, and runs the fastest that fits (the smallest if none does). It also measures,
+not fit what is left, and runs the fastest that fits (the fastest of the smallest if none does). It also measures,
 once, whether the engine runs a batch faster one item at a time (CPUs, large activations) and if so
 returns it wrapped to do that (``MicroBatched``).
 """
@@ -224,8 +224,9 @@ def _choose_backend(recorded: RecordedTimings, ref: Path, device: torch.device, 
     for backend in candidates:
         weights = _weights_bytes(backend, recorded, precision)
         if headroom is not None and weights is not None and weights > headroom \
-                and weights >= min(resident.values(), default=0):
-            # building it would cross the budget, and it cannot be smaller than one already measured
+                and resident and weights >= min(resident.values()):
+            # building it would cross the budget and it cannot be smaller than one already measured
+            # (the first candidate is always built: a run over budget still needs an engine)
             skipped[backend] = f"its weights ({weights / 1e9:.1f} GB) exceed the {headroom / 1e9:.1f} GB left"
             continue
         if last is not None:

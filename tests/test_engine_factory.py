@@ -301,3 +301,10 @@ def test_the_runs_memory_budget_reaches_auto_on_cpus_only(monkeypatch):
     assert asked == [12_500_000_000, None]
     assert host_memory.budget_bytes(None) == int(0.6 * host_memory.machine_bytes())
     assert 0 < host_memory.rss_bytes() < host_memory.machine_bytes()
+
+
+def test_a_lone_candidate_is_built_however_little_memory_is_left(pipeline, tmp_path, monkeypatch):
+    memory = _FakeMemory(monkeypatch, {"onnxruntime": 10**9})
+    monkeypatch.setattr(factory, "available_backends", lambda device, precision: ["onnxruntime"])  # as for YOLO
+    engine = load_engine(pipeline, "text_encoder", backend="auto", root=tmp_path, memory_budget=memory.base)
+    assert engine.backend.startswith("onnxruntime") and memory.built == ["onnxruntime"]
