@@ -287,7 +287,7 @@ def _weights_bytes(backend: str, recorded: RecordedTimings, precision: str) -> i
     """What a compiled backend will hold before it is built: the ONNX artifact it loads, when that is
     the one the timings live in (CPU backends at fp32 or OpenVINO's bf16); None where not known."""
     if backend in ("onnxruntime", "openvino") and FORMATS.get((backend, precision)) == TIMINGS_FORMAT[precision]:
-        return host_memory.files_bytes(recorded.artifact.folder)
+        return sum(f["bytes"] for f in recorded.artifact.manifest["files"].values())  # graph and external weights
     return None
 
 

@@ -43,8 +43,3 @@ def budget_bytes(gigabytes: float | None) -> int:
     """A run's memory budget: ``gigabytes`` (10⁹ bytes) when given, else ``DEFAULT_FRACTION`` of the machine."""
     return int(gigabytes * 1e9) if gigabytes is not None else int(machine_bytes() * DEFAULT_FRACTION)
 
-
-def files_bytes(folder: Path) -> int:
-    """The bytes of every file under ``folder``: an ONNX artifact's graph and external weights, which
-    onnxruntime and OpenVINO hold in memory in full."""
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
