@@ -17,7 +17,6 @@ log = logging.getLogger(__name__)
 # A person whose mask is still mostly byte-identical to the input was not replaced.
 MAX_UNCHANGED = 0.5
 SOLID = (128, 128, 128)
-INPAINT_SIDE = 512
 
 
 def dilated(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -35,25 +34,32 @@ def solid_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def inpaint_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Classical inpainting of ``mask`` (HxWx3 uint8 RGB); a solid fill if OpenCV fails.
+    """A smooth fill of ``mask`` (HxWx3 uint8 RGB) from the pixels around it; a solid fill if OpenCV
+    fails or nothing outside the mask is left.
 
-    Large images are inpainted at ``INPAINT_SIDE`` pixels on the longer side and the fill scaled
-    back: Telea's front marching smears streaks across person-sized holes at full resolution, and
-    costs seconds there; a smooth, low-detail fill is what this fallback is for."""
+    A pull-push pyramid: each level halves the image, averaging the unmasked pixels alone (their
+    share carried as a weight), until every pixel has some; going back up, each pixel keeps its own
+    level's average for the share it knew and takes the coarser level's, bilinearly upsampled, for the
+    rest. No masked pixel is ever read. A smooth, low-detail fill is what this fallback is for, in
+    milliseconds: Telea's front marching at 512 px cost 0.2-0.5 s per photo with people and smeared
+    streaks across person-sized holes."""
     try:
-        scale = INPAINT_SIDE / max(image.shape[:2])
-        small, small_mask = image, mask
-        if scale < 1:
-            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            # Any hole pixel makes its low-resolution pixel a hole (and one more ring, for the
-            # upscaling's reach), so the fill never samples the person.
-            small_mask = dilated(cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0, 1)
-        fill = cv2.inpaint(np.ascontiguousarray(small), small_mask.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
-        if scale < 1:
-            fill = cv2.resize(fill, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        known = (~mask.astype(bool)).astype(np.float32)
+        levels = [(image.astype(np.float32) * known[..., None], known)]
+        while not levels[-1][1].all() and max(levels[-1][1].shape) > 1:
+            value, weight = levels[-1]
+            size = ((weight.shape[1] + 1) // 2, (weight.shape[0] + 1) // 2)
+            levels.append((cv2.resize(value, size, interpolation=cv2.INTER_AREA),
+                           cv2.resize(weight, size, interpolation=cv2.INTER_AREA)))
+        value, weight = levels.pop()
+        if not weight.all():  # the mask covers the whole image
+            return solid_fill(image, mask)
+        colour = value / weight[..., None]
+        for value, weight in reversed(levels):
+            coarse = cv2.resize(colour, (weight.shape[1], weight.shape[0]), interpolation=cv2.INTER_LINEAR)
+            colour = value + (1 - weight[..., None]) * coarse  # value is weight x the known pixels' mean
         filled = image.copy()
-        filled[mask] = fill[mask]
+        filled[mask] = np.clip(colour[mask], 0, 255).round().astype(np.uint8)
         return filled
     except cv2.error as exc:
         log.warning("classical inpainting failed (%s); using a solid fill", str(exc).splitlines()[0])

@@ -43,10 +43,10 @@ def test_dilation_grows_the_mask_by_the_radius():
 def test_solid_fill_when_inpainting_fails(monkeypatch):
     image, masks = _scene()
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise failsafe.cv2.error("injected")
 
-    monkeypatch.setattr(failsafe.cv2, "inpaint", broken)
+    monkeypatch.setattr(failsafe.cv2, "resize", broken)
     safe = failsafe.fill_people(image, masks[:1], radius=0)
     assert np.all(safe[masks[0]] == failsafe.SOLID)
 
@@ -58,3 +58,25 @@ def test_people_known_to_have_failed_are_filled_even_if_changed():
     safe, bad = failsafe.enforce(image, output, masks, radius=0, failed=(0,))
     assert bad == [0]
     assert not np.all(safe[masks[0]] == 7) and np.all(safe[masks[1]] == 7)
+
+
+def test_inpaint_fill_reads_no_masked_pixel_and_blends_the_surroundings():
+    # Left half red, right half blue; the hole straddles the edge and holds green "person" pixels.
+    image = np.zeros((60, 90, 3), dtype=np.uint8)
+    image[:, :45, 0], image[:, 45:, 2] = 200, 200
+    mask = np.zeros((60, 90), dtype=bool)
+    mask[15:45, 25:65] = True
+    person = image.copy()
+    person[mask] = (0, 255, 0)
+    filled = failsafe.inpaint_fill(person, mask)
+    assert np.array_equal(filled[~mask], image[~mask])  # outside the hole: untouched
+    assert np.array_equal(filled, failsafe.inpaint_fill(image, mask))  # the hole's content is never read
+    assert filled[mask][:, 1].max() == 0  # no green anywhere
+    row = filled[30, 25:65].astype(int)
+    assert row[0, 0] > 150 and row[0, 2] < 50 and row[-1, 2] > 150 and row[-1, 0] < 50  # each side's colour
+    assert np.all(np.diff(row[:, 0]) <= 0) and np.all(np.diff(row[:, 2]) >= 0)  # and a smooth passage between
+
+
+def test_inpaint_fill_of_the_whole_image_is_solid():
+    image = np.full((8, 8, 3), 9, dtype=np.uint8)
+    assert np.all(failsafe.inpaint_fill(image, np.ones((8, 8), dtype=bool)) == failsafe.SOLID)

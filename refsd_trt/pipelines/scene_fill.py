@@ -4,7 +4,7 @@ Telea's front marching, run over a person-sized hole, pulls the border colours i
 streaks. Each hole here is filled from a patch of the same photo beside it (same rows first, so a
 street stays a street and a horizon stays level), Poisson-blended into the hole's border so the
 seam disappears. A hole with no clean patch anywhere near it (people side by side across the
-frame) gets a smooth low-resolution inpaint plus the texture just outside its border, reflected
+frame) gets a smooth fill (the fail-safe's pull-push) plus the texture just outside its border, reflected
 inwards. Both sources lie entirely outside every hole, so no pixel of any detected person is
 copied. The fail-safe keeps its own, separate fill (``refsd_trt.failsafe``).
 """
@@ -58,7 +58,7 @@ def _patched(image: np.ndarray, holes: np.ndarray, component: np.ndarray,
 
 def _reflected_texture(image: np.ndarray, holes: np.ndarray, component: np.ndarray,
                        smooth: np.ndarray) -> np.ndarray:
-    """``smooth`` (the low-resolution inpaint of every hole) plus the high frequencies of the border
+    """``smooth`` (the smooth fill of every hole) plus the high frequencies of the border
     band reflected across the hole's edge (the pixel at distance d inside takes the detail at
     distance d outside)."""
     detail = image.astype(np.float32) - cv2.GaussianBlur(image, (0, 0), 3).astype(np.float32)
