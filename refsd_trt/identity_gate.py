@@ -136,8 +136,9 @@ class IdentityGate:
 
     def _faces_in(self, image: np.ndarray, region: Sequence[float],
                   min_side: float | None) -> list[tuple[np.ndarray, tuple[int, ...]]]:
-        """(descriptor, box) of every HOG face centred in ``region`` and at least ``min_side`` px wide
-        (None: any), searched on a crop of it with a margin (the whole image costs seconds)."""
+        """(descriptor, box) of every HOG face centred in ``region``, searched on a crop of it with a
+        margin (the whole image costs seconds) for faces of at least ``min_side`` px where known
+        (see ``FaceIdentity.faces``)."""
         h, w = image.shape[:2]
         x1, y1, x2, y2 = region
         pad = 0.25 * max(x2 - x1, y2 - y1)

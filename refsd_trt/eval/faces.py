@@ -104,8 +104,10 @@ class FaceIdentity:
         ``min_side``: the smallest face side (pixels) wanted, when known. HOG's window is
         ``HOG_WINDOW`` px (half that with one upsampling), and it costs by the pixel: where the faces
         wanted are at least a window wide, the search runs without upsampling on the image scaled
-        so that ``min_side`` fills a window (4 to 20 times fewer pixels for faces of 160-360 px).
-        The boxes are scaled back and the descriptors always come from the full-resolution image."""
+        so that ``min_side`` fills a window, and faces much smaller than ``min_side`` are not found
+        (4 to 20 times fewer pixels than upsampling for a ``min_side`` of 80-180 px). Under a window
+        it changes nothing. The boxes are scaled back and the descriptors always come from the
+        full-resolution image."""
         image = _rgb(image)
         h, w = image.shape[:2]
         scale, upsample = 1.0, self.upsample
