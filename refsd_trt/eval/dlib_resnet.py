@@ -31,6 +31,12 @@ CHIP_SIZE = 150  # input_rgb_image_sized<150>
 DESCRIPTOR_SIZE = 128
 
 
+def _default_padding(kernel: int, stride: int) -> int:
+    """dlib's default padding of con_, max_pool_ and avg_pool_: none when strided, else "same"
+    (0 for avg_pool_everything, whose kernel is 0)."""
+    return 0 if stride != 1 else kernel // 2
+
+
 class DlibModelError(ValueError):
     """The file is not dlib's face recognition ResNet as this reader knows it."""
 
@@ -119,8 +125,7 @@ def _read_layer(s: _Stream, spec: tuple) -> tuple | None:
         version = s.expect(s.str(), ("con_4", "con_5", "con_6"), "con layer")
         params = s.tensor().reshape(-1)
         geometry = (s.int(), s.int(), s.int(), s.int(), s.int(), s.int(), s.int())
-        # con_'s default padding: none when strided, else "same" (kernel // 2)
-        pad = 0 if stride != 1 else kernel // 2
+        pad = _default_padding(kernel, stride)
         s.expect(geometry, ((filters, kernel, kernel, stride, stride, pad, pad),), "con geometry")
         shape, _ = s.alias(), s.alias()  # filters, then biases (1, filters) right after them
         for _ in range(4):  # learning-rate and weight-decay multipliers
@@ -149,7 +154,7 @@ def _read_layer(s: _Stream, spec: tuple) -> tuple | None:
     if kind in ("max_pool", "avg_pool"):
         _, kernel, stride = spec
         s.expect(s.str(), (f"{kind}_2",), f"{kind} layer")
-        pad = 0 if stride != 1 else kernel // 2  # the same default as con_; 0 for avg_pool_everything
+        pad = _default_padding(kernel, stride)
         s.expect(tuple(s.int() for _ in range(6)), ((kernel, kernel, stride, stride, pad, pad),), f"{kind} geometry")
         return None
     if kind == "add_prev":
@@ -244,8 +249,7 @@ class DlibFaceResNet(nn.Module):
         specs = [spec for spec in _anet_layers() if spec[0] == "con"]
         convs = []
         for (weight, bias, gamma, beta), (_, _, kernel, stride) in zip(params["convs"], specs, strict=True):
-            # con_'s default padding: none when strided, else "same"
-            conv = nn.Conv2d(weight.shape[1], weight.shape[0], kernel, stride, 0 if stride != 1 else kernel // 2)
+            conv = nn.Conv2d(weight.shape[1], weight.shape[0], kernel, stride, _default_padding(kernel, stride))
             # the affine after each con folds in: gamma * (w * x + b) + beta == (gamma * w) * x + (gamma * b + beta)
             conv.weight.data = torch.from_numpy(weight * gamma[:, None, None, None])
             conv.bias.data = torch.from_numpy(bias * gamma + beta)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from refsd_trt.eval.dlib_resnet import CHIP_SIZE, load_dlib_resnet
 from refsd_trt.eval.models import model_path
 
 FACE_MATCH = 0.6  # dlib's documented same-person distance
@@ -82,8 +83,6 @@ class FaceIdentity:
         landmarks, resnet = model_path("dlib-5-landmarks"), model_path("dlib-resnet-face")
         import dlib
 
-        from refsd_trt.eval.dlib_resnet import load_dlib_resnet
-
         self._dlib = dlib
         self.upsample = upsample
         self._detector = dlib.get_frontal_face_detector()
@@ -92,7 +91,7 @@ class FaceIdentity:
 
     def _descriptor(self, image: np.ndarray, rect) -> np.ndarray:
         shape = self._shape(image, rect)
-        chip = self._dlib.get_face_chip(image, shape, size=150, padding=0.25)
+        chip = self._dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=0.25)
         # torch's own thread count, not pinned: set_num_threads is process-wide, and on 2 cores 2 threads
         # take ~19 ms a face against ~23 ms for 1 (dlib: ~100-140 ms).
         with torch.inference_mode():
