@@ -146,6 +146,20 @@ def test_low_confidence_people_are_flagged(detector, photos):
     assert strict.low_confidence.tolist() == [i == cut_off for i in range(len(strict))]
 
 
+def test_a_batch_on_cpu_is_each_image_alone(detector, photos):
+    """On CPUs each image of a batch is detected alone, letterboxed to its own rectangle ((height, width):
+    bus 640x480, zidane 384x640; batched they would share 640x640 and find the bus's people at
+    boxes up to 4 px apart): a batch gives every
+    image exactly what it gets alone."""
+    images = [_tensor(photos["bus"]), _tensor(photos["zidane"])]
+    sizes = [tuple(image.shape[1:]) for image in images]
+    assert detector.runner.layout(sizes[:1]) != detector.runner.layout(sizes)  # a shared letterbox differs
+    for together, image in zip(detector.detect(images), images):
+        alone = detector.detect([image])[0]
+        assert len(alone) > 0 and torch.equal(together.boxes, alone.boxes)
+        assert torch.equal(together.scores, alone.scores) and torch.equal(together.masks, alone.masks)
+
+
 def _scripted_engine(rows: list[tuple[tuple[float, float, float, float], float, dict[int, float]]]) -> TorchEngine:
     """A YOLOv5-seg engine whose first anchors hold ``rows`` (box xywh, objectness, class scores)
     and whose prototypes make every mask its box."""
