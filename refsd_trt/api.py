@@ -21,6 +21,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,7 @@ from refsd_trt.attributes import DEFAULT_TEMPLATE, PersonPrompt, person_prompt
 from refsd_trt.config import RunConfig
 from refsd_trt.detection import PersonDetector
 from refsd_trt.detection.masks import removal_masks
-from refsd_trt.identity_gate import IdentityCheck, IdentityGate
+from refsd_trt.identity_gate import FaceReferences, IdentityCheck, IdentityGate
 from refsd_trt.io.errors import one_line, with_causes
 from refsd_trt.presets import PRESETS, Preset, choose_default
 from refsd_trt.stages import Method, StageHung, StageTimer, Watchdog
@@ -192,19 +193,34 @@ class Anonymizer:
         prompts = self.prompts_for(keys, detections, person_keys)
         failure = None
         outputs: list[torch.Tensor] | None = None
-        if any(len(d) for d in detections):
-            try:
-                outputs = self.watchdog.run(lambda: self.method(tensors, detections, prompts, timer), timer)
-            except StageHung:
-                raise
-            except Exception as exc:  # noqa: BLE001 -- any stage failure: every person of the batch is filled
-                failure = one_line(exc)
-                log.warning("%s method failed for a batch of %d image(s): %s", self.method.name, len(tensors),
-                            with_causes(exc))
-        else:
-            outputs = [t.float() / 255 for t in tensors]
-        return [self._finish(i, tensors[i], detections[i], prompts[i], outputs, failure, timer)
+        # The gate's look at the original faces needs nothing of the method's output: it runs on a
+        # second thread while the method does (dlib and torch release the GIL in their native code).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="identity-references") as pool:
+            references = [self._references(pool, t, d) for t, d in zip(tensors, detections)]
+            if any(len(d) for d in detections):
+                try:
+                    outputs = self.watchdog.run(lambda: self.method(tensors, detections, prompts, timer), timer)
+                except StageHung:
+                    raise
+                except Exception as exc:  # noqa: BLE001 -- any stage failure: every person of the batch is filled
+                    failure = one_line(exc)
+                    log.warning("%s method failed for a batch of %d image(s): %s", self.method.name, len(tensors),
+                                with_causes(exc))
+            else:
+                outputs = [t.float() / 255 for t in tensors]
+        # Leaving the pool waited for every reference: the checks below use the same dlib detector,
+        # which must not run on two threads at once.
+        return [self._finish(i, tensors[i], detections[i], prompts[i], outputs, failure, timer, references[i])
                 for i in range(len(tensors))]
+
+    def _references(self, pool: ThreadPoolExecutor, image: torch.Tensor,
+                    det: PersonDetections) -> Future[dict[int, FaceReferences]] | None:
+        """The gate's references for all of one image's people, started on ``pool``; None without a gate or people."""
+        if self.gate is None or not len(det):
+            return None
+        keypoints = det.keypoints.cpu().numpy() if det.keypoints is not None else None
+        return pool.submit(self.gate.references, image.permute(1, 2, 0).cpu().numpy(), det.boxes.cpu().numpy(),
+                           keypoints, range(len(det)))
 
     def _size_notes(self, box: torch.Tensor, filled: bool) -> list[str]:
         """Recall first: small people are never skipped. Say how a small one was handled."""
@@ -215,7 +231,8 @@ class Anonymizer:
                 f"to {self.method.working_size} px"]
 
     def _finish(self, i: int, original: torch.Tensor, det: PersonDetections, prompts: Sequence[PersonPrompt],
-                outputs: list[torch.Tensor] | None, failure: str | None, timer: StageTimer) -> AnonymizedImage:
+                outputs: list[torch.Tensor] | None, failure: str | None, timer: StageTimer,
+                references: Future[dict[int, FaceReferences]] | None) -> AnonymizedImage:
         """Bring one image to the host, check every person was replaced, and fill those that were not."""
         source = original.permute(1, 2, 0).cpu().numpy()
         masks = det.masks.cpu().numpy().astype(bool)
@@ -236,7 +253,7 @@ class Anonymizer:
         for j in filled:
             reasons.setdefault(j, "person still mostly unchanged after the method")
         with timer("verify"):
-            safe, checks = self._verify(source, safe, det, masks, reasons)
+            safe, checks = self._verify(source, safe, det, masks, reasons, references)
         height, width = source.shape[:2]
         low = det.low_confidence.tolist() if det.low_confidence is not None else [False] * len(det)
         notes_per_person = [[f"low-confidence person (score {float(det.scores[j]):.2f}), filled"] if low[j]
@@ -257,10 +274,12 @@ class Anonymizer:
                                self.preset.anonymizes, notes)
 
     def _verify(self, source: np.ndarray, output: np.ndarray, det: PersonDetections, masks: np.ndarray,
-                reasons: dict[int, str]) -> tuple[np.ndarray, dict[int, dict]]:
-        """Run the identity gate on the people the method replaced; fill those still recognisable
-        (adding their reason to ``reasons``). Returns the image and each person's manifest record.
-        If the gate itself breaks, nobody it should have checked can be vouched for: all are filled."""
+                reasons: dict[int, str], references: Future[dict[int, FaceReferences]] | None,
+                ) -> tuple[np.ndarray, dict[int, dict]]:
+        """Run the identity gate on the people the method replaced, with the ``references`` to their
+        original faces found beside the method; fill those still recognisable (adding their reason to
+        ``reasons``). Returns the image and each person's manifest record. If the gate itself breaks
+        (there or here), nobody it should have checked can be vouched for: all are filled."""
         radius = self.config.dilate_px
         checks = {j: {"verified": False, "why": "filled before verification"} for j in reasons}
         todo = [j for j in range(len(det)) if j not in reasons]
@@ -272,8 +291,9 @@ class Anonymizer:
             # The fill is a whole-image inpaint the gate needs only for close calls: made on demand.
             null = functools.partial(failsafe.fill_people, source, masks[todo], radius)
             keypoints = det.keypoints.cpu().numpy() if det.keypoints is not None else None
+            wanted = None if references is None else references.result()
             found: dict[int, IdentityCheck] = self.gate.check(source, output, null, det.boxes.cpu().numpy(),
-                                                              keypoints, todo)
+                                                              keypoints, todo, wanted)
         except Exception as exc:  # noqa: BLE001 -- unverifiable means unsafe: fill them
             why = f"identity verification failed: {one_line(exc)}"
             log.warning("%s; filling %d person(s)", why, len(todo))

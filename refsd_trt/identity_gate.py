@@ -25,7 +25,7 @@ says so and nothing else is inferred.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,16 @@ NULL_MARGIN = 0.05
 NULL_RATIO = 0.6
 MIN_FACE_SHARE = 0.5  # of the keypoints' face box: the smallest face searched for there
 MIN_FACE_PX = 12  # below this a descriptor is noise: the face is too small to identify anyone either
+
+
+@dataclass(frozen=True)
+class FaceReferences:
+    """One person's face in the original: where the gate looks for it (``head_region``), the smallest
+    face searched for there (None: any), and (descriptor, xyxy box) of each face that may be theirs."""
+
+    region: tuple[float, ...]
+    min_side: float | None
+    faces: list[tuple[np.ndarray, tuple[float, ...]]]
 
 
 @dataclass(frozen=True)
@@ -153,14 +163,12 @@ class IdentityGate:
                 found.append((face.descriptor, box))
         return found
 
-    def check(self, original: np.ndarray, output: np.ndarray, null: np.ndarray | Callable[[], np.ndarray],
-              boxes: np.ndarray, keypoints: np.ndarray | None, people: Sequence[int]) -> dict[int, IdentityCheck]:
-        """One ``IdentityCheck`` per person index in ``people``. HxWx3 uint8 RGB images: ``null`` is the
-        original with those people filled by the fail-safe, or a function making it (called at most
-        once, only if some person's distance needs it); (n, 4) xyxy boxes; (n, 17, 3) COCO keypoints
-        or None."""
-        null_image = functools.cache(null if callable(null) else lambda: null)
-        results = {}
+    def references(self, original: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray | None,
+                   people: Sequence[int]) -> dict[int, FaceReferences]:
+        """Each of ``people``'s ``FaceReferences`` in the HxWx3 uint8 RGB ``original``; (n, 4) xyxy boxes,
+        (n, 17, 3) COCO keypoints or None. They need nothing of the method's output, so the caller may
+        find them while the method runs."""
+        found = {}
         for j in people:
             box = boxes[j].tolist()
             placed = keypoint_face_box(keypoints[j], box) if keypoints is not None else None
@@ -168,15 +176,31 @@ class IdentityGate:
             # Faces under half the keypoints' face box are not looked for: that box came within 5 % of
             # HOG's on the sample photos' faces of 90-220 px and 1.5x too large on 44 px ones.
             min_side = (placed[2] - placed[0]) * MIN_FACE_SHARE if placed is not None else None
-            references = self._faces_in(original, region, min_side)
+            faces = self._faces_in(original, region, min_side)
             if placed is not None and placed[2] - placed[0] >= MIN_FACE_PX:
-                references.append((self.identity.descriptor_at(original, placed), placed))
-            if not references:
+                faces.append((self.identity.descriptor_at(original, placed), placed))
+            found[j] = FaceReferences(region, min_side, faces)
+        return found
+
+    def check(self, original: np.ndarray, output: np.ndarray, null: np.ndarray | Callable[[], np.ndarray],
+              boxes: np.ndarray, keypoints: np.ndarray | None, people: Sequence[int],
+              references: Mapping[int, FaceReferences] | None = None) -> dict[int, IdentityCheck]:
+        """One ``IdentityCheck`` per person index in ``people``. HxWx3 uint8 RGB images: ``null`` is the
+        original with those people filled by the fail-safe, or a function making it (called at most
+        once, only if some person's distance needs it); (n, 4) xyxy boxes; (n, 17, 3) COCO keypoints
+        or None; ``references``: ``self.references`` of these people, found beforehand, else here."""
+        if references is None:
+            references = self.references(original, boxes, keypoints, people)
+        null_image = functools.cache(null if callable(null) else lambda: null)
+        results = {}
+        for j in people:
+            wanted = references[j]
+            if not wanted.faces:
                 results[j] = IdentityCheck(False, why="no face found to compare")
                 continue
-            found = [d for d, _ in self._faces_in(output, region, min_side)]
+            found = [d for d, _ in self._faces_in(output, wanted.region, wanted.min_side)]
             best = min(((float(np.linalg.norm(q - reference)), face_box, reference)
-                        for reference, face_box in references
+                        for reference, face_box in wanted.faces
                         for q in [self.identity.descriptor_at(output, face_box), *found]), key=lambda t: t[0])
             distance, face_box, reference = best
             null_distance = None

@@ -116,6 +116,78 @@ def test_a_broken_gate_fills_everyone_it_should_have_checked(astronaut):
                for p in result.people)
 
 
+def test_the_gate_finds_the_original_faces_while_the_method_runs(astronaut):
+    """The gate's look at the original needs nothing of the output: it runs beside the method, and the
+    person is judged exactly as before."""
+    import threading
+
+    image, detections = astronaut
+    found, seen = threading.Event(), []
+
+    class Waiting(NearIdentity):
+        def __call__(self, *args):
+            seen.append(found.wait(timeout=60))  # with the references found after the method, never set
+            return super().__call__(*args)
+
+    gate, why = build_gate("on")
+    references = gate.references
+
+    def references_then_signal(*args):
+        result = references(*args)
+        found.set()
+        return result
+
+    gate.references = references_then_signal
+    anonymizer = Anonymizer(PRESETS["lite"], RunConfig(preset="lite", verify_identity="on"), None, Waiting(), gate, why)
+    person = anonymizer([image], detections=[detections])[0].people[0]
+    assert seen == [True]
+    assert person.fallback.startswith("filled (identity still matched: face distance 0.")
+    assert person.identity["distance"] < 0.3 and person.identity["null_distance"] > 0.7
+
+
+def test_the_gate_never_searches_two_images_at_once(eval_photos):
+    """dlib's detector keeps the image it scans in the object: the references found beside the method
+    and the checks after it must take turns, even when the method finishes first."""
+    import threading
+    import time
+
+    images = [eval_photos["astronaut"], eval_photos["grace_hopper"]]
+    detections = lite_detector().detect([torch.from_numpy(i.copy()).permute(2, 0, 1) for i in images])
+    anonymizer = _near_identity("on")
+    identity, busy, overlaps = anonymizer.gate.identity, threading.Lock(), []
+    faces = identity.faces
+
+    def one_at_a_time(*args, **kwargs):
+        if not busy.acquire(blocking=False):
+            overlaps.append(threading.current_thread().name)
+            return faces(*args, **kwargs)
+        try:
+            time.sleep(0.2)  # long enough for a fast method to finish meanwhile
+            return faces(*args, **kwargs)
+        finally:
+            busy.release()
+
+    identity.faces = one_at_a_time
+    results = anonymizer(images, detections=detections)
+    assert overlaps == []
+    assert all(p.identity["verified"] for r in results for p in r.people[:1])
+
+
+def test_a_gate_that_cannot_read_the_original_faces_fills_everyone(astronaut):
+    image, detections = astronaut
+    anonymizer = _near_identity("on")
+
+    def broken(*args):
+        raise RuntimeError("HOG exploded")
+
+    anonymizer.gate.references = broken
+    result = anonymizer([image], detections=[detections])[0]
+    assert result.people and all(
+        p.fallback == "filled (identity verification failed: RuntimeError: HOG exploded)" for p in result.people)
+    assert all(p.identity == {"verified": False, "why": "identity verification failed: RuntimeError: HOG exploded"}
+               for p in result.people)
+
+
 def test_verify_identity_on_without_the_face_models_is_a_configuration_error(monkeypatch):
     monkeypatch.setattr(IdentityGate, "available", classmethod(lambda cls: (None, "dlib-bin is not installed")))
     with pytest.raises(ValueError, match="verify_identity = on, but dlib-bin is not installed"):

@@ -76,6 +76,7 @@ class FaceIdentity:
     (``refsd_trt.eval.dlib_resnet``): dlib's ``compute_face_descriptor`` takes ~100 ms a face on one
     core holding the GIL. dlib still finds the face, its 5 points and the 150x150 chip
     (``get_face_chip``, padding 0.25, exactly what ``compute_face_descriptor`` extracts).
+    One thread at a time: dlib's detectors keep the image being scanned in the object.
     """
 
     def __init__(self, upsample: int = 1):
