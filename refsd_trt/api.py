@@ -215,12 +215,13 @@ class Anonymizer:
 
     def _references(self, pool: ThreadPoolExecutor, image: torch.Tensor,
                     det: PersonDetections) -> Future[dict[int, FaceReferences]] | None:
-        """The gate's references for all of one image's people, started on ``pool``; None without a gate or people."""
+        """The gate's references for all of one image's people, started on ``pool``; None without a
+        gate or without people."""
         if self.gate is None or not len(det):
             return None
         keypoints = det.keypoints.cpu().numpy() if det.keypoints is not None else None
-        return pool.submit(self.gate.references, image.permute(1, 2, 0).cpu().numpy(), det.boxes.cpu().numpy(),
-                           keypoints, range(len(det)))
+        return pool.submit(self.gate.references, image.permute(1, 2, 0).cpu().numpy(),
+                           det.boxes.cpu().numpy(), keypoints, range(len(det)))
 
     def _size_notes(self, box: torch.Tensor, filled: bool) -> list[str]:
         """Recall first: small people are never skipped. Say how a small one was handled."""

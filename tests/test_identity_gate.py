@@ -138,7 +138,8 @@ def test_the_gate_finds_the_original_faces_while_the_method_runs(astronaut):
         return result
 
     gate.references = references_then_signal
-    anonymizer = Anonymizer(PRESETS["lite"], RunConfig(preset="lite", verify_identity="on"), None, Waiting(), gate, why)
+    config = RunConfig(preset="lite", verify_identity="on")
+    anonymizer = Anonymizer(PRESETS["lite"], config, None, Waiting(), gate, why)
     person = anonymizer([image], detections=[detections])[0].people[0]
     assert seen == [True]
     assert person.fallback.startswith("filled (identity still matched: face distance 0.")
@@ -182,10 +183,9 @@ def test_a_gate_that_cannot_read_the_original_faces_fills_everyone(astronaut):
 
     anonymizer.gate.references = broken
     result = anonymizer([image], detections=[detections])[0]
-    assert result.people and all(
-        p.fallback == "filled (identity verification failed: RuntimeError: HOG exploded)" for p in result.people)
-    assert all(p.identity == {"verified": False, "why": "identity verification failed: RuntimeError: HOG exploded"}
-               for p in result.people)
+    why = "identity verification failed: RuntimeError: HOG exploded"
+    assert result.people and all(p.fallback == f"filled ({why})" for p in result.people)
+    assert all(p.identity == {"verified": False, "why": why} for p in result.people)
 
 
 def test_verify_identity_on_without_the_face_models_is_a_configuration_error(monkeypatch):
