@@ -293,10 +293,7 @@ class Anonymizer:
         try:
             # The fill is a whole-image inpaint the gate needs only for close calls: made on demand.
             null = functools.partial(failsafe.fill_people, source, masks[todo], radius)
-            keypoints = det.keypoints.cpu().numpy() if det.keypoints is not None else None
-            wanted = None if references is None else references.result()
-            found: dict[int, IdentityCheck] = self.gate.check(source, output, null, det.boxes.cpu().numpy(),
-                                                              keypoints, todo, wanted)
+            found: dict[int, IdentityCheck] = self.gate.check(output, null, references.result(), todo)
         except Exception as exc:  # noqa: BLE001 -- unverifiable means unsafe: fill them
             why = f"identity verification failed: {one_line(exc)}"
             log.warning("%s; filling %d person(s)", why, len(todo))

@@ -182,15 +182,12 @@ class IdentityGate:
             found[j] = FaceReferences(region, min_side, faces)
         return found
 
-    def check(self, original: np.ndarray, output: np.ndarray, null: np.ndarray | Callable[[], np.ndarray],
-              boxes: np.ndarray, keypoints: np.ndarray | None, people: Sequence[int],
-              references: Mapping[int, FaceReferences] | None = None) -> dict[int, IdentityCheck]:
-        """One ``IdentityCheck`` per person index in ``people``. HxWx3 uint8 RGB images: ``null`` is the
-        original with those people filled by the fail-safe, or a function making it (called at most
-        once, only if some person's distance needs it); (n, 4) xyxy boxes; (n, 17, 3) COCO keypoints
-        or None; ``references``: ``self.references`` of these people, found beforehand, else here."""
-        if references is None:
-            references = self.references(original, boxes, keypoints, people)
+    def check(self, output: np.ndarray, null: np.ndarray | Callable[[], np.ndarray],
+              references: Mapping[int, FaceReferences], people: Sequence[int]) -> dict[int, IdentityCheck]:
+        """One ``IdentityCheck`` per person index in ``people``, from their ``references`` (see
+        ``references``) in the original. HxWx3 uint8 RGB images: ``null`` is the original with those
+        people filled by the fail-safe, or a function making it (called at most once, only if some
+        person's distance needs it)."""
         null_image = functools.cache(null if callable(null) else lambda: null)
         results = {}
         for j in people:

@@ -149,8 +149,7 @@ def test_low_confidence_people_are_flagged(detector, photos):
 def test_a_batch_on_cpu_is_each_image_alone(detector, photos):
     """On CPUs each image of a batch is detected alone, letterboxed to its own rectangle ((height, width):
     bus 640x480, zidane 384x640; batched they would share 640x640 and find the bus's people at
-    boxes up to 4 px apart): a batch gives every
-    image exactly what it gets alone."""
+    boxes up to 4 px apart): a batch gives every image exactly what it gets alone."""
     images = [_tensor(photos["bus"]), _tensor(photos["zidane"])]
     sizes = [tuple(image.shape[1:]) for image in images]
     assert detector.runner.layout(sizes[:1]) != detector.runner.layout(sizes)  # a shared letterbox differs

@@ -31,6 +31,11 @@ def astronaut(eval_photos):
     return image, detections
 
 
+def _check(gate, original, output, null, boxes, keypoints, people):
+    """The gate on one image: the original's references, then the output."""
+    return gate.check(output, null, gate.references(original, boxes, keypoints, people), people)
+
+
 def _near_identity(gate_mode: str) -> Anonymizer:
     gate, why = build_gate(gate_mode)
     return Anonymizer(PRESETS["lite"], RunConfig(preset="lite", verify_identity=gate_mode), None, NearIdentity(),
@@ -65,7 +70,7 @@ def test_the_gate_passes_a_replaced_face_and_says_why_it_could_not_check_others(
     masks = detections.masks.numpy()
     null = failsafe.fill_people(image, masks, 8)
     keypoints = detections.keypoints.numpy()
-    checks = gate.check(image, null, null, detections.boxes.numpy(), keypoints, range(len(detections)))
+    checks = _check(gate, image, null, null, detections.boxes.numpy(), keypoints, range(len(detections)))
     face = checks[0]
     # The fill is far from the face: no null could make that a match, so none was computed.
     assert face.verified and face.null is None and not face.matched
@@ -79,13 +84,13 @@ def test_a_lossy_copy_matches_and_a_different_face_does_not(gate, eval_photos, j
     box = np.array([[3.0, 19.0, 393.0, 512.0]])
     other = eval_photos.get("grace_hopper")
     null = failsafe.fill_people(image, np.zeros((0, *image.shape[:2]), bool), 0)  # no fill: the original
-    copy = gate.check(image, jpeg(image, 30), null, box, None, [0])[0]
+    copy = _check(gate, image, jpeg(image, 30), null, box, None, [0])[0]
     assert copy.verified and copy.distance < 0.25
     if other is not None:  # a different person pasted at the same place
         swapped = image.copy()
         h, w = min(other.shape[0], 512), min(other.shape[1], 512)
         swapped[:h, :w] = other[:h, :w]
-        far = gate.check(image, swapped, swapped, box, None, [0])[0]
+        far = _check(gate, image, swapped, swapped, box, None, [0])[0]
         assert not far.matched
 
 
@@ -225,10 +230,10 @@ def test_the_null_fill_is_made_only_for_a_close_call(gate, eval_photos, jpeg):
         return failsafe.fill_people(image, face, 0)
 
     grey = np.full_like(image, 128)
-    far = gate.check(image, grey, null, box, None, [0])[0]
+    far = _check(gate, image, grey, null, box, None, [0])[0]
     assert far.verified and far.distance >= far.threshold and far.null is None and not far.matched
     assert calls == []
-    close = gate.check(image, jpeg(image, 30), null, box, None, [0])[0]
+    close = _check(gate, image, jpeg(image, 30), null, box, None, [0])[0]
     assert close.distance < 0.25 and close.null > 0.6 and close.matched
     assert calls == [1]
 
